@@ -106,8 +106,11 @@ class AlertRule(_Model):
 
     @model_validator(mode="after")
     def _levels(self) -> AlertRule:
-        worse = self.critical <= self.warning if self.direction == "below" else (
-            self.critical >= self.warning)
+        worse = (
+            self.critical <= self.warning
+            if self.direction == "below"
+            else (self.critical >= self.warning)
+        )
         if not worse:
             raise ValueError(
                 f"critical ({self.critical}) must be beyond warning ({self.warning}) for an "
@@ -222,12 +225,16 @@ class RolloutConfig(_Model):
         steps = self.phases[Phase.CONTROLLED].steps or []
         if self.phase is Phase.CONTROLLED:
             if self.step not in steps:
-                raise ValueError(f"step must be one of {steps} while phase is controlled, "
-                                 f"got {self.step}")
+                raise ValueError(
+                    f"step must be one of {steps} while phase is controlled, got {self.step}"
+                )
         elif self.step is not None:
             raise ValueError(f"step is only set in the controlled phase, got {self.step}")
-        for name in (*self.routing.segment_overrides, *self.segment_priority,
-                     *(self.segment_order or [])):
+        for name in (
+            *self.routing.segment_overrides,
+            *self.segment_priority,
+            *(self.segment_order or []),
+        ):
             if name not in self.segments:
                 raise ValueError(f"segment {name!r} is not in segments {self.segments}")
         return self
@@ -275,8 +282,9 @@ def parse_config(data: Any, *, source: str = "config") -> RolloutConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}"
+        )
     merged = _merge(yaml.safe_load(default_config_text()), data)
     try:
         return RolloutConfig.model_validate(merged)

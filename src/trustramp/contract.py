@@ -132,8 +132,14 @@ class Schema:
         raise KeyError(name)
 
 
-_S, _T, _F, _E, _J, _I = (ColType.STRING, ColType.TIMESTAMP, ColType.FLOAT, ColType.ENUM,
-                          ColType.JSON, ColType.INT)
+_S, _T, _F, _E, _J, _I = (
+    ColType.STRING,
+    ColType.TIMESTAMP,
+    ColType.FLOAT,
+    ColType.ENUM,
+    ColType.JSON,
+    ColType.INT,
+)
 
 
 def _values(enum: type[StrEnum]) -> tuple[str, ...]:
@@ -155,8 +161,14 @@ PREDICTIONS = Schema(
         Column("customer_id", _S),
         Column("mode", _E, enum=_values(Mode)),
         Column("predicted_label", _S, required="unless_failed"),
-        Column("confidence", _F, required="unless_failed", low=0.0, high=1.0,
-               doc="top-label probability"),
+        Column(
+            "confidence",
+            _F,
+            required="unless_failed",
+            low=0.0,
+            high=1.0,
+            doc="top-label probability",
+        ),
         Column("class_probabilities", _J, required=False, doc="JSON object label -> prob"),
         Column("latency_ms", _F, required=False, low=0.0),
         Column("status", _E, required=False, enum=_values(Status), default=Status.OK),

@@ -1,0 +1,208 @@
+"""The `trustramp` command. One error boundary: a TrustrampError prints `Error: ...` and exits non-zero."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trustramp import __version__
+from trustramp.errors import TrustrampError
+
+EXIT_BAD_INPUT = 3
+
+
+def _quiet_dependencies() -> None:
+    """No telemetry from our dependencies in our runs (set before they are imported)."""
+    for key, value in {
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrustrampError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TRUSTRAMP_HOME",
+    default=Path("data"),
+    show_default=True,
+    help="Folder of the lake and catalog (or TRUSTRAMP_HOME).",
+)
+reports_option = click.option(
+    "--reports",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Folder for per-run outputs (verdict, metrics, report).",
+)
+wait_option = click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for another writer (ingest or evaluate) to finish.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="trustramp")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose: bool) -> None:
+    """trustramp: is an AI feature ready for the next step of its rollout, and at which
+    confidence thresholds?
+
+    Ingest the model's predictions and the humans' decisions into a Parquet lake, then evaluate
+    them into go / hold / pause / roll-back verdicts, alerts and threshold recommendations.
+    Start with `trustramp demo`.
+    """
+    _quiet_dependencies()
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(["predictions", "decisions", "feedback", "incidents"]),
+    help="Kind of every file; inferred from each file's columns when omitted.",
+)
+@click.option(
+    "--config",
+    "config_paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rollout config(s) whose segment lists are accepted (default: the playbook's).",
+)
+@home_option
+@wait_option
+@_boundary
+def ingest(
+    paths: tuple[Path, ...],
+    kind: str | None,
+    config_paths: tuple[Path, ...],
+    home: Path,
+    wait_seconds: float,
+) -> None:
+    """Validate and load CSV, JSON Lines or Parquet files (or folders of them) into the lake.
+
+    Rows that break the data contract are quarantined with file, line and reason; a file that
+    cannot be read, or lacks a required column, fails alone and nothing of it lands. Re-ingesting
+    a file, or rows already in the lake, changes nothing. Exits 3 when any file failed.
+    """
+    from trustramp.pipeline import ingest as run_ingest
+
+    report = run_ingest(
+        list(paths),
+        home=home,
+        kind=kind,
+        configs=list(config_paths),
+        wait_seconds=wait_seconds,
+        progress=_file_progress,
+    )
+    for line in report.summary_lines():
+        click.echo(line)
+    if report.failed:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _file_progress(i: int, n: int, path: Path) -> None:
+    if sys.stderr.isatty() or os.environ.get("TRUSTRAMP_PROGRESS"):
+        click.echo(f"[{i + 1}/{n}] {path}", err=True)
+
+
+@main.group()
+def config() -> None:
+    """Show or validate rollout configurations."""
+
+
+@config.command("show")
+@click.argument(
+    "path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@_boundary
+def config_show(path: Path | None) -> None:
+    """Print the effective config: PATH merged over the playbook defaults (or the defaults)."""
+    import yaml
+
+    from trustramp.config import default_config_text, load_config
+
+    if path is None:
+        click.echo(default_config_text(), nl=False)
+        return
+    cfg = load_config(path)
+    click.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+@config.command("validate")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@_boundary
+def config_validate(paths: tuple[Path, ...]) -> None:
+    """Check config files; errors name the key, e.g. `alerts.rules.0.warning`."""
+    from trustramp.config import load_config
+
+    for p in paths:
+        cfg = load_config(p)
+        click.echo(f"{p}: ok (feature {cfg.feature}, phase {cfg.phase.value}, hash {cfg.hash()})")
+
+
+def yesterday() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/demo-input"),
+    show_default=True,
+    help="Where the generated input files are written.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=200_000,
+    show_default=True,
+    help="Number of predictions to generate.",
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+@home_option
+@reports_option
+@_boundary
+def demo(out: Path, rows: int, seed: int, home: Path, reports: Path) -> None:
+    """Generate the demo dataset (with planted effects), ingest it and summarize it."""
+    from trustramp.pipeline import run_demo
+
+    for line in run_demo(out=out, rows=rows, seed=seed, home=home, reports=reports):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,272 @@
+"""Ingest: input files -> row checks -> contract audit -> quarantine + Parquet lake, idempotently.
+
+`ingest_paths` is the one entry point (the CLI, the Prefect flow and tests call it). Each file is its
+own unit of work: it lands whole or not at all, and a file that cannot be read fails alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trustramp.contract import DEFAULT_SEGMENTS, Kind, infer_kind, schema_for
+from trustramp.errors import InputFileError, TrustrampError
+from trustramp.ingest.checks import missing_columns
+from trustramp.ingest.readers import FORMATS, content_hash, file_format, open_source
+from trustramp.store.duck import connect
+from trustramp.store.lake import Home, commit_source, discard_uncommitted, rebuild_catalog
+from trustramp.store.lock import writer_lock
+from trustramp.store.staging import StagedFile, stage_file
+
+log = logging.getLogger(__name__)
+
+KIND_ORDER = (Kind.PREDICTIONS, Kind.DECISIONS, Kind.FEEDBACK, Kind.INCIDENTS)
+"""Predictions land first so that decisions in the same run find their item's feature."""
+
+
+@dataclass
+class FileResult:
+    path: Path
+    status: str  # ingested | skipped | failed
+    kind: Kind | None = None
+    source: str | None = None
+    rows_read: int = 0
+    rows_new: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """The run summary: per file, and totals with quarantine counts per reason."""
+
+    files: list[FileResult]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(f, attr) for f in self.files)
+
+    @property
+    def reasons(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for f in self.files:
+            out.update(f.reasons)
+        return out
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for f in self.files:
+            if f.status == "failed":
+                lines.append(f"FAILED   {f.path}: {f.error}")
+            elif f.status == "skipped":
+                lines.append(f"skipped  {f.path} (already ingested)")
+            else:
+                lines.append(
+                    f"ingested {f.path} [{f.kind}]: {f.rows_read:,} read, {f.rows_new:,} new, "
+                    f"{f.rows_duplicate:,} duplicate, {f.rows_quarantined:,} quarantined"
+                )
+        lines.append(
+            f"total: {len(self.files)} files ({len(self.failed)} failed), "
+            f"{self.total('rows_read'):,} rows read, {self.total('rows_new'):,} new, "
+            f"{self.total('rows_duplicate'):,} duplicate, "
+            f"{self.total('rows_quarantined'):,} quarantined"
+        )
+        for reason, n in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  quarantined {n:,} x {reason}")
+        return lines
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, and the data files (by extension) under named folders, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file() and f.suffix.lower() in FORMATS and not f.name.startswith(".")
+                )
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def peek_columns(path: Path) -> list[str]:
+    """The file's column names (for JSON Lines: the keys of its first objects)."""
+    source = open_source(path)
+    if source.fmt != "jsonl":
+        return source.columns
+    keys: dict[str, None] = {}
+    with path.open("rb") as f:
+        for i, line in enumerate(f):
+            if i >= 1000:
+                break
+            try:
+                obj = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+    return list(keys)
+
+
+def resolve_kind(path: Path, columns: Sequence[str], kind: Kind | None) -> Kind:
+    if kind is not None:
+        return kind
+    inferred = infer_kind(list(columns))
+    if inferred is None:
+        ids = ", ".join(f"{schema_for(k).id_column} ({k})" for k in Kind)
+        raise InputFileError(
+            f"{path}: cannot tell the kind of data from its columns; expected "
+            f"one id column of: {ids}. Pass --kind to say it."
+        )
+    return inferred
+
+
+def ingest_paths(
+    paths: Iterable[str | Path],
+    home: str | Path,
+    *,
+    kind: Kind | str | None = None,
+    segments: Sequence[str] = DEFAULT_SEGMENTS,
+    wait_seconds: float = 600.0,
+    memory_limit: str | None = None,
+    validate_with_gx: bool = True,
+    on_file: Callable[[int, int, Path], None] | None = None,
+    crash_after: str | None = None,
+) -> IngestReport:
+    """Ingest files and folders into the lake under `home`; rerunning changes nothing.
+
+    Parameters
+    ----------
+    paths : files (CSV, JSON Lines, Parquet) or folders of them.
+    home : the trustramp home folder (lake, state, catalog).
+    kind : the kind of every file; inferred from each file's columns when None.
+    segments : the configured segment names; other values are quarantined.
+    wait_seconds : how long to wait for another writer's lock.
+    crash_after : testing hook, one of "stage", "parts": exit the process abruptly at that point.
+    """
+    h = Home.at(home)
+    fixed_kind = Kind(kind) if kind is not None else None
+    files = expand_paths(paths)
+    results: list[FileResult] = []
+    with writer_lock(h.root, wait_seconds=wait_seconds):
+        con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
+        try:
+            planned = _plan(files, fixed_kind, results)
+            for i, (path, k) in enumerate(planned):
+                if on_file:
+                    on_file(i, len(planned), path)
+                results.append(
+                    _ingest_one(con, h, path, k, segments, validate_with_gx, crash_after)
+                )
+        finally:
+            con.close()
+        rebuild_catalog(h)
+    order = {str(p): i for i, p in enumerate(files)}
+    results.sort(key=lambda r: order.get(str(r.path), len(order)))
+    return IngestReport(results)
+
+
+def _plan(
+    files: list[Path], kind: Kind | None, results: list[FileResult]
+) -> list[tuple[Path, Kind]]:
+    planned: list[tuple[Path, Kind]] = []
+    for path in files:
+        try:
+            file_format(path)
+            if not path.is_file():
+                raise InputFileError(f"{path}: no such file")
+            k = resolve_kind(path, peek_columns(path), kind)
+            planned.append((path, k))
+        except InputFileError as e:
+            results.append(FileResult(path=path, status="failed", error=str(e)))
+    planned.sort(key=lambda pk: KIND_ORDER.index(pk[1]))
+    return planned
+
+
+def _ingest_one(
+    con,
+    home: Home,
+    path: Path,
+    kind: Kind,
+    segments: Sequence[str],  # type: ignore[no-untyped-def]
+    validate_with_gx: bool,
+    crash_after: str | None,
+) -> FileResult:
+    try:
+        src = content_hash(path)
+    except OSError as e:
+        return FileResult(path=path, status="failed", kind=kind, error=f"{path}: {e.strerror}")
+    if home.is_committed(src):
+        return FileResult(path=path, status="skipped", kind=kind, source=src)
+    discard_uncommitted(home, src)
+    schema = schema_for(kind)
+    try:
+        columns = peek_columns(path)
+        missing = missing_columns(schema, columns)
+        if missing:
+            raise InputFileError(
+                f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} for {kind} (has: {', '.join(columns) or 'none'})"
+            )
+        audit = None
+        if validate_with_gx:
+            from trustramp.ingest.expectations import audit
+        staged = stage_file(
+            con,
+            home,
+            src,
+            schema,
+            lambda exact: open_source(path, exact=exact),
+            segments=segments,
+            audit=audit,
+        )
+        if crash_after == "stage":
+            _crash()
+        assert staged.log_file is not None
+        commit_source(
+            home,
+            src,
+            kind,
+            staged.parts_dir,
+            staged.quarantine_file,
+            staged.log_file,
+            crash_hook=_crash if crash_after == "parts" else None,
+        )
+    except TrustrampError as e:
+        discard_uncommitted(home, src)
+        return FileResult(path=path, status="failed", kind=kind, source=src, error=str(e))
+    return _result(staged)
+
+
+def _result(s: StagedFile) -> FileResult:
+    return FileResult(
+        path=s.path,
+        status="ingested",
+        kind=s.kind,
+        source=s.src,
+        rows_read=s.rows_read,
+        rows_new=s.rows_new,
+        rows_duplicate=s.rows_duplicate,
+        rows_quarantined=s.rows_quarantined,
+        reasons=s.reasons,
+    )
+
+
+def _crash() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

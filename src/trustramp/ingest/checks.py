@@ -1,0 +1,320 @@
+"""Row-level contract checks, generated as one SQL query per (kind, source shape).
+
+The query reads a relation `batch` (a file's record batch, with `_row` and `_line`) and returns each
+row typed, with `_reason` (a short code such as `out_of_range:confidence`, NULL when the row is valid),
+`_detail` (the message a person reads, echoing the value), `_row_hash`, `item_key`, `_extra` and `_raw`.
+Identifiers come only from the contract; the configured segments come from a temp table `_segments`
+that the caller fills with a bound parameter, so no value is ever formatted into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+from trustramp.contract import (
+    EXTRA,
+    FAILED_STATUSES,
+    ITEM_KEY,
+    ROW_HASH,
+    ColType,
+    Column,
+    Schema,
+)
+from trustramp.ingest.readers import JSON_LINE, LINE, MALFORMED, ROW
+from trustramp.store.duck import quote_ident, quote_literal
+
+FEATURE_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+"""Feature names become partition folder names: no separators, no dots first, bounded length."""
+FUTURE_TOLERANCE = "INTERVAL 1 DAY"
+MAX_VALUE_ECHO = 80
+
+DUCK_TYPES = {
+    ColType.STRING: "VARCHAR",
+    ColType.ENUM: "VARCHAR",
+    ColType.JSON: "VARCHAR",
+    ColType.FLOAT: "DOUBLE",
+    ColType.INT: "BIGINT",
+    ColType.TIMESTAMP: "TIMESTAMPTZ",
+}
+
+
+def _echo(expr: str) -> str:
+    """A value quoted for a message, cut to a readable length."""
+    return (
+        f"'''' || CASE WHEN length({expr}) > {MAX_VALUE_ECHO} "
+        f"THEN left({expr}, {MAX_VALUE_ECHO}) || '…' ELSE {expr} END || ''''"
+    )
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _text_expr(name: str, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+    """The column's value as trimmed text, NULL when absent or blank."""
+    if fmt == "jsonl":
+        path = quote_literal("$." + name.replace("'", ""))
+        raw = f"json_extract_string({JSON_LINE}, {path})"
+        return f"NULLIF(trim(CASE WHEN _json_ok THEN {raw} END), '')"
+    if name not in source_types:
+        return "CAST(NULL AS VARCHAR)"
+    ident = quote_ident(name)
+    t = source_types[name]
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return f"NULLIF(trim({ident}), '')"
+    if pa.types.is_timestamp(t):
+        return f"strftime(CAST({ident} AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%S.%fZ')"
+    return f"NULLIF(trim(CAST({ident} AS VARCHAR)), '')"
+
+
+def _typed_expr(col: Column, text: str, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+    ident = quote_ident(col.name)
+    native = fmt == "parquet" and col.name in source_types
+    t = source_types.get(col.name)
+    if col.type in (ColType.STRING,):
+        return text
+    if col.type is ColType.ENUM:
+        return f"lower({text})"
+    if col.type is ColType.JSON:
+        return (
+            f"CASE WHEN json_valid({text}) THEN "
+            f"CASE WHEN json_type({text}) = 'OBJECT' THEN {text} END END"
+        )
+    if col.type in (ColType.FLOAT, ColType.INT):
+        if native and t is not None and _numeric(t):
+            return f"CAST({ident} AS DOUBLE)"
+        return f"TRY_CAST({text} AS DOUBLE)"
+    if col.type is ColType.TIMESTAMP:
+        if native and t is not None and pa.types.is_timestamp(t):
+            return f"CAST({ident} AS TIMESTAMPTZ)"
+        return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+    raise AssertionError(col.type)
+
+
+def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
+    """(condition, reason, detail) triples for one column, in the order they are tried."""
+    n = col.name
+    s, v = f"s_{n}", f"v_{n}"
+    out: list[tuple[str, str, str]] = []
+    if col.required is True:
+        out.append((f"{s} IS NULL", f"missing:{n}", f"'missing required value: {n}'"))
+    elif col.required == "unless_failed":
+        out.append(
+            (
+                f"{s} IS NULL AND coalesce(v_status, 'ok') NOT IN "
+                f"({', '.join(quote_literal(x) for x in FAILED_STATUSES)})",
+                f"missing:{n}",
+                f"'missing required value: {n} (status is not error/timeout)'",
+            )
+        )
+    kind_word = {
+        ColType.FLOAT: "a number",
+        ColType.INT: "an integer",
+        ColType.TIMESTAMP: "an ISO 8601 timestamp",
+        ColType.JSON: "a JSON object",
+    }.get(col.type)
+    if kind_word:
+        out.append(
+            (
+                f"{s} IS NOT NULL AND {v} IS NULL",
+                f"unparseable:{n}",
+                f"'{n} ' || {_echo(s)} || ' is not {kind_word}'",
+            )
+        )
+    if col.type in (ColType.FLOAT, ColType.INT):
+        out.append(
+            (
+                f"{v} IS NOT NULL AND NOT isfinite({v})",
+                f"not_finite:{n}",
+                f"'{n} ' || {_echo(s)} || ' is not a finite number'",
+            )
+        )
+        lo = "-inf" if col.low is None else repr(col.low)
+        hi = "inf" if col.high is None else repr(col.high)
+        conds = []
+        if col.low is not None:
+            conds.append(f"{v} < {col.low!r}")
+        if col.high is not None:
+            conds.append(f"{v} > {col.high!r}")
+        if conds:
+            bounds = f"[{_fmt(col.low, lo)}, {_fmt(col.high, hi)}]"
+            out.append(
+                (
+                    f"{v} IS NOT NULL AND ({' OR '.join(conds)})",
+                    f"out_of_range:{n}",
+                    f"'{n} ' || {_echo(s)} || ' is outside {bounds}'",
+                )
+            )
+    if col.type is ColType.INT:
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {v} <> round({v})",
+                f"unparseable:{n}",
+                f"'{n} ' || {_echo(s)} || ' is not an integer'",
+            )
+        )
+    if col.type is ColType.ENUM and col.enum:
+        allowed = ", ".join(quote_literal(e) for e in col.enum)
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {v} NOT IN ({allowed})",
+                f"unknown_value:{n}",
+                f"'{n} ' || {_echo(s)} || ' is not one of {', '.join(col.enum)}'",
+            )
+        )
+    if col.type is ColType.TIMESTAMP:
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {v} > now() + {FUTURE_TOLERANCE}",
+                f"future_timestamp:{n}",
+                f"'{n} ' || {_echo(s)} || ' is in the future'",
+            )
+        )
+    if n == "segment":
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {v} NOT IN (SELECT s FROM _segments)",
+                "unknown_value:segment",
+                f"'segment ' || {_echo(s)} || ' is not one of the configured segments'",
+            )
+        )
+    if n == schema.feature_column:
+        out.append(
+            (
+                f"{v} IS NOT NULL AND NOT regexp_full_match({v}, "
+                f"{quote_literal(FEATURE_NAME_PATTERN)})",
+                "invalid_name:feature",
+                f"'feature ' || {_echo(s)} || ' is not a valid name (letters, digits, . _ -; "
+                f"not starting with . or -; at most 100 characters)'",
+            )
+        )
+    return out
+
+
+def _fmt(x: float | None, default: str) -> str:
+    if x is None:
+        return default
+    return f"{x:g}"
+
+
+def validation_sql(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+    """The checking query for one batch shape (reads `batch` and the temp table `_segments`)."""
+    texts = {c.name: _text_expr(c.name, source_types, fmt) for c in schema.columns}
+    inner = [f"{ROW}", f"{LINE}"]
+    if fmt == "jsonl":
+        inner += [JSON_LINE, "_json_ok"]
+    if MALFORMED in source_types:
+        inner.append(MALFORMED)
+    if fmt == "csv":
+        data_cols = [c for c in source_types if not c.startswith("_")]
+        inner.append(
+            "("
+            + " AND ".join(f"coalesce({quote_ident(c)}, '') = ''" for c in data_cols)
+            + ") AS _blank"
+        )
+    for c in schema.columns:
+        inner.append(f"{texts[c.name]} AS s_{c.name}")
+    for c in schema.columns:
+        inner.append(f"{_typed_expr(c, texts[c.name], source_types, fmt)} AS v_{c.name}")
+    inner.append(f"{_extra_expr(schema, source_types, fmt)} AS {EXTRA}")
+    inner.append(f"{_raw_expr(source_types, fmt)} AS _raw_all")
+    pre = _pre_checks(source_types, fmt)
+
+    whens = list(pre)
+    for c in schema.columns:
+        whens.extend(_checks(c, schema))
+    reason = "CASE " + " ".join(f"WHEN {cond} THEN '{r}'" for cond, r, _ in whens) + " END"
+    detail = "CASE " + " ".join(f"WHEN {cond} THEN {d}" for cond, _, d in whens) + " END"
+
+    typed = []
+    for c in schema.columns:
+        v = f"v_{c.name}"
+        if c.type is ColType.INT:
+            v = f"CAST({v} AS BIGINT)"
+        if c.default is not None:
+            v = f"coalesce({v}, {quote_literal(c.default)})"
+        typed.append(f"{v} AS {quote_ident(c.name)}")
+    hashed = ", ".join(
+        f"coalesce(CAST({quote_ident(c.name)} AS VARCHAR), '\\N')" for c in schema.columns
+    )
+    json_ok = ""
+    if fmt == "jsonl":
+        json_ok = (
+            f", coalesce(CASE WHEN json_valid({JSON_LINE}) "
+            f"THEN json_type({JSON_LINE}) = 'OBJECT' END, false) AS _json_ok"
+        )
+    item = "v_item_id" if "item_id" in schema.names else "NULL"
+    return f"""
+WITH src AS (SELECT *{json_ok} FROM batch),
+cols AS (SELECT {", ".join(inner)} FROM src),
+checked AS (
+  SELECT {ROW}, {LINE}, {", ".join(typed)}, {EXTRA},
+         {reason} AS _reason, {detail} AS _detail, _raw_all
+  FROM cols
+)
+SELECT * EXCLUDE (_raw_all),
+       md5_number_lower(concat_ws(chr(31), {hashed})) AS {ROW_HASH},
+       md5_number_lower({item.replace("v_", "")}) AS {ITEM_KEY},
+       CASE WHEN _reason IS NOT NULL THEN left(_raw_all, 4096) END AS _raw
+FROM checked
+"""
+
+
+def _pre_checks(source_types: Mapping[str, pa.DataType], fmt: str) -> list[tuple[str, str, str]]:
+    """Checks of the row as a whole, before any column: malformed CSV rows, bad JSON lines."""
+    if fmt == "jsonl":
+        return [
+            (f"{JSON_LINE} IS NULL", "invalid_utf8", "'the line is not valid UTF-8 text'"),
+            (
+                "NOT _json_ok",
+                "malformed_json",
+                f"'the line is not a JSON object: ' || {_echo(JSON_LINE)}",
+            ),
+        ]
+    checks = []
+    if MALFORMED in source_types:
+        checks.append(
+            (
+                f"{MALFORMED} IS NOT NULL",
+                "malformed_row",
+                f"'the row has ' || {MALFORMED} || ' fields, the header has "
+                f"{len([c for c in source_types if not c.startswith('_')])}'",
+            )
+        )
+    if fmt == "csv":
+        checks.append(("_blank", "empty_row", "'the row is empty'"))
+    return checks
+
+
+def _extra_expr(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+    if fmt == "jsonl":
+        patch = "{" + ", ".join(f'"{n}": null' for n in schema.names) + "}"
+        merged = f"json_merge_patch({JSON_LINE}, {quote_literal(patch)})"
+        return f"CASE WHEN _json_ok AND {merged} <> '{{}}' THEN CAST({merged} AS VARCHAR) END"
+    extras = [c for c in source_types if c not in schema.names and not c.startswith("_")]
+    if not extras:
+        return "CAST(NULL AS VARCHAR)"
+    fields = ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in extras)
+    return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
+
+
+def _raw_expr(source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+    if fmt == "jsonl":
+        return f"coalesce({JSON_LINE}, '<not UTF-8>')"
+    cols = [c for c in source_types if not c.startswith("_")]
+    fields = ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in cols)
+    return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
+
+
+def missing_columns(schema: Schema, columns: Sequence[str]) -> list[str]:
+    """Required contract columns absent from a file's columns (JSON Lines are checked per row)."""
+    present = set(columns)
+    return [c for c in schema.required if c not in present]
+
+
+def lake_columns(schema: Schema) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the columns stored in lake files (feature and date are partitions)."""
+    cols = [(c.name, DUCK_TYPES[c.type]) for c in schema.columns if c.name != "feature"]
+    return [*cols, (ITEM_KEY, "UBIGINT"), (ROW_HASH, "UBIGINT"), (EXTRA, "VARCHAR")]

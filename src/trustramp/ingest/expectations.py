@@ -1,0 +1,103 @@
+"""Great Expectations suites for the contract, built in code, run in an ephemeral context.
+
+The row-level SQL checks decide which rows are quarantined (they give reasons per row). Before a
+file's rows land, the rows about to land are validated once more against a Great Expectations suite
+per kind: a contract audit at the boundary. A failing audit means the checks let something through;
+the file is rejected whole rather than landing data that breaks the contract.
+
+Great Expectations is imported lazily (about 4 s), with its telemetry and progress bars off; the
+ephemeral context writes no files.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import pandas as pd
+
+from trustramp.contract import ColType, Kind, Schema, schema_for
+
+log = logging.getLogger(__name__)
+
+
+def quiet_environment() -> None:
+    """Turn off dependencies' telemetry for this process (set before they are imported)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@functools.cache
+def _context() -> Any:
+    quiet_environment()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for name in (
+        "great_expectations",
+        "great_expectations.core",
+        "great_expectations._docs_decorators",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def build_suite(schema: Schema) -> Any:
+    """The expectation suite of one kind (the contract, as Great Expectations states it)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"trustramp_{schema.kind.value}")
+    for c in schema.columns:
+        if c.name == "feature":
+            continue  # a partition of the lake, not a column of its files
+        suite.add_expectation(gxe.ExpectColumnToExist(column=c.name))
+        if c.required is True:
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=c.name))
+        if c.enum:
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeInSet(column=c.name, value_set=list(c.enum))
+            )
+        if c.type in (ColType.FLOAT, ColType.INT) and (c.low is not None or c.high is not None):
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeBetween(column=c.name, min_value=c.low, max_value=c.high)
+            )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=schema.id_column))
+    return suite
+
+
+@functools.cache
+def _validation(kind: Kind) -> Any:
+    import great_expectations as gx
+
+    ctx = _context()
+    schema = schema_for(kind)
+    source = ctx.data_sources.add_pandas(f"trustramp_{kind.value}")
+    asset = source.add_dataframe_asset(name=f"{kind.value}_rows")
+    batch_def = asset.add_batch_definition_whole_dataframe(f"{kind.value}_batch")
+    suite = ctx.suites.add(build_suite(schema))
+    return ctx.validation_definitions.add(
+        gx.ValidationDefinition(data=batch_def, suite=suite, name=f"{kind.value}_contract")
+    )
+
+
+def audit(kind: Kind, frame: pd.DataFrame) -> list[str]:
+    """Validate rows about to land; returns the failed expectations (empty when all pass)."""
+    if frame.empty:
+        return []
+    result = _validation(kind).run(
+        batch_parameters={"dataframe": frame}, result_format="BOOLEAN_ONLY"
+    )
+    if result.success:
+        return []
+    failed = []
+    for r in result.results:
+        if not r.success:
+            cfg = r.expectation_config
+            failed.append(f"{cfg.type}({cfg.kwargs.get('column', '')})")
+    return failed

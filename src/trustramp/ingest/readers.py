@@ -1,0 +1,279 @@
+"""Read input files as a stream of Arrow record batches, in file order, with row and line numbers.
+
+Every batch carries the file's columns plus `_row` (1-based record number) and `_line` (the physical
+line where the record starts; the row number for Parquet). CSV and JSON Lines values arrive as
+strings: typing and validation happen in SQL, where a bad value becomes a quarantine reason instead
+of an exception. Memory is bounded by the batch size, never by the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from trustramp.errors import InputFileError
+
+ROW = "_row"
+LINE = "_line"
+JSON_LINE = "_json"
+"""The single text column of a JSON Lines batch (the raw line); `None` where it was not UTF-8."""
+FORMATS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+BATCH_ROWS = 262_144
+
+
+def file_format(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise InputFileError(
+            f"{path}: unknown file type {path.suffix!r}; expected one of "
+            f"{', '.join(sorted(FORMATS))}"
+        ) from None
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes (first 32 hex digits): the file's identity for idempotency."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class Source:
+    """An opened input file: its columns and a one-shot iterator of batches."""
+
+    path: Path
+    fmt: str
+    columns: list[str]
+    batches: Iterator[pa.RecordBatch]
+
+
+def open_source(path: Path, *, batch_rows: int = BATCH_ROWS, exact: bool = False) -> Source:
+    """Open `path`; `exact` selects the slower CSV reader that keeps malformed rows."""
+    fmt = file_format(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot read ({e.strerror})") from None
+    if size == 0:
+        raise InputFileError(f"{path}: the file is empty (no header, no rows)")
+    if fmt == "csv":
+        return _open_csv(path, batch_rows, exact=exact)
+    if fmt == "jsonl":
+        return _open_jsonl(path, batch_rows)
+    return _open_parquet(path, batch_rows)
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{path}: the header is not valid UTF-8 ({e.reason})") from None
+    except csv.Error as e:
+        raise InputFileError(f"{path}: cannot parse the CSV header ({e})") from None
+    if not header or not any(h.strip() for h in header):
+        raise InputFileError(f"{path}: no header row")
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputFileError(f"{path}: duplicate column names in the header: {', '.join(dupes)}")
+    return names
+
+
+def _open_csv(path: Path, batch_rows: int, *, exact: bool = False) -> Source:
+    names = _csv_header(path)
+    batches = _csv_exact(path, names, batch_rows) if exact else _csv_fast(path, names)
+    return Source(path, "csv", names, batches)
+
+
+class NeedsExactReader(Exception):
+    """A CSV row has the wrong number of fields: restart the file on the exact reader."""
+
+
+def _csv_fast(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
+    """pyarrow's streaming reader. Line numbers count embedded newlines; blank lines stay rows.
+
+    A row with the wrong field count raises NeedsExactReader: the caller discards what it staged
+    and reads the file again with `_csv_exact`, which keeps such rows (to quarantine them).
+    """
+    row = 0
+    line = 2  # the header is line 1
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        for batch in reader:
+            n = batch.num_rows
+            if n == 0:
+                continue
+            newlines = np.zeros(n, dtype=np.int64)
+            for col in batch.columns:
+                newlines += pc.fill_null(pc.count_substring(col, "\n"), 0).to_numpy()
+            starts = line + np.concatenate(([0], np.cumsum(1 + newlines)[:-1]))
+            line = int(starts[-1] + 1 + newlines[-1])
+            rows = np.arange(row + 1, row + n + 1, dtype=np.int64)
+            row += n
+            yield batch.append_column(ROW, pa.array(rows)).append_column(LINE, pa.array(starts))
+    except pa.ArrowInvalid as e:
+        if "Expected" in str(e) and "columns" in str(e):
+            raise NeedsExactReader(str(e)) from None
+        raise InputFileError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+
+
+def _arrow_reason(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "UTF8" in text or "utf8" in text.lower():
+        return "the file is not valid UTF-8 text; re-save it as UTF-8"
+    return text
+
+
+MALFORMED = "_malformed"
+"""Column set by the exact CSV reader: the field count of a row that does not match the header."""
+
+
+def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Python's csv module: exact line numbers, malformed rows kept (flagged) rather than lost."""
+    width = len(names)
+    cols: list[list[str | None]] = [[] for _ in range(width)]
+    rows: list[int] = []
+    lines: list[int] = []
+    bad: list[int | None] = []
+
+    def flush() -> pa.RecordBatch:
+        arrays = [pa.array(c, type=pa.string()) for c in cols]
+        arrays += [
+            pa.array(rows, pa.int64()),
+            pa.array(lines, pa.int64()),
+            pa.array(bad, pa.int64()),
+        ]
+        batch = pa.RecordBatch.from_arrays(arrays, names=[*names, ROW, LINE, MALFORMED])
+        for c in cols:
+            c.clear()
+        rows.clear()
+        lines.clear()
+        bad.clear()
+        return batch
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            next(reader, None)
+            start = reader.line_num + 1
+            for i, record in enumerate(reader, start=1):
+                if not record:  # a blank line: an empty row, quarantined as such
+                    record = [""] * width
+                ok = len(record) == width
+                for j in range(width):
+                    cols[j].append(record[j] if ok else None)
+                rows.append(i)
+                lines.append(start)
+                bad.append(None if ok else len(record))
+                start = reader.line_num + 1
+                if len(rows) >= batch_rows:
+                    yield flush()
+    except UnicodeDecodeError as e:
+        raise InputFileError(
+            f"{path}: the file is not valid UTF-8 text ({e.reason}); re-save it as UTF-8"
+        ) from None
+    except csv.Error as e:
+        raise InputFileError(f"{path}: cannot parse as CSV ({e})") from None
+    if rows:
+        yield flush()
+
+
+# -- JSON Lines --------------------------------------------------------------------------------
+
+
+def _open_jsonl(path: Path, batch_rows: int) -> Source:
+    return Source(path, "jsonl", [], _jsonl_batches(path, batch_rows))
+
+
+def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """One row per non-blank line; JSON parsing happens in SQL, so a bad line is one bad row."""
+    texts: list[str | None] = []
+    rows: list[int] = []
+    lines: list[int] = []
+    row = 0
+
+    def flush() -> pa.RecordBatch:
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(texts, pa.string()), pa.array(rows, pa.int64()), pa.array(lines, pa.int64())],
+            names=[JSON_LINE, ROW, LINE],
+        )
+        texts.clear()
+        rows.clear()
+        lines.clear()
+        return batch
+
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(io.BufferedReader(f, 1 << 20), start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            stripped = raw.strip()
+            if not stripped:
+                continue
+            row += 1
+            try:
+                texts.append(stripped.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+            rows.append(row)
+            lines.append(lineno)
+            if len(rows) >= batch_rows:
+                yield flush()
+    if rows:
+        yield flush()
+
+
+# -- Parquet -----------------------------------------------------------------------------------
+
+
+def _open_parquet(path: Path, batch_rows: int) -> Source:
+    try:
+        pf = pq.ParquetFile(path)
+        names = list(pf.schema_arrow.names)
+    except (pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{path}: cannot read as Parquet: {e}") from None
+    return Source(path, "parquet", names, _parquet_batches(path, pf, batch_rows))
+
+
+def _parquet_batches(path: Path, pf: pq.ParquetFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            n = batch.num_rows
+            rows = pa.array(np.arange(row + 1, row + n + 1, dtype=np.int64))
+            row += n
+            yield batch.append_column(ROW, rows).append_column(LINE, rows)
+    except (pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{path}: cannot read as Parquet (row {row + 1} on): {e}") from None

@@ -1,0 +1,239 @@
+"""The home folder: lake layout, commit records, quarantine, and the catalog's views.
+
+Commit protocol for one input file (content hash `src`):
+1. everything is written under `HOME/tmp/<src>/` first;
+2. lake parts are renamed into `HOME/lake/...` as `part-<src>-<n>.parquet`, the quarantine file into
+   `HOME/state/quarantine/<src>.parquet`;
+3. the commit record `HOME/state/ingest_log/<src>.parquet` is renamed into place last.
+Rows are visible through the catalog only when their `_source` has a commit record, so a crash at any
+point leaves nothing visible; the rerun deletes the leftovers of the uncommitted `src` and redoes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from trustramp.contract import DATE, FEATURE, ITEM_KEY, SCHEMAS, SOURCE, Kind
+from trustramp.store.duck import connect, quote_literal, translated
+
+CATALOG_NAME = "catalog.duckdb"
+
+
+@dataclass(frozen=True)
+class Home:
+    """Paths inside a trustramp home folder."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> Home:
+        home = cls(Path(root).resolve())
+        for d in (home.lake, home.ingest_log, home.quarantine, home.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        return home
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def ingest_log(self) -> Path:
+        return self.state / "ingest_log"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.state / "quarantine"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / CATALOG_NAME
+
+    def kind_dir(self, kind: Kind) -> Path:
+        return self.lake / kind.value
+
+    def staging(self, src: str) -> Path:
+        return self.tmp / src
+
+    def is_committed(self, src: str) -> bool:
+        return (self.ingest_log / f"{src}.parquet").exists()
+
+    def committed_sources(self) -> set[str]:
+        return {p.stem for p in self.ingest_log.glob("*.parquet")}
+
+    def lake_files(self, kind: Kind) -> list[Path]:
+        return sorted(self.kind_dir(kind).glob("*/*/*.parquet"))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def discard_uncommitted(home: Home, src: str) -> int:
+    """Remove what a crashed run left of an uncommitted source; returns the files removed."""
+    if home.is_committed(src):
+        return 0
+    removed = 0
+    for kind in Kind:
+        for part in home.kind_dir(kind).glob(f"*/*/part-{src}-*.parquet"):
+            part.unlink()
+            removed += 1
+    q = home.quarantine / f"{src}.parquet"
+    if q.exists():
+        q.unlink()
+        removed += 1
+    shutil.rmtree(home.staging(src), ignore_errors=True)
+    return removed
+
+
+def commit_source(
+    home: Home,
+    src: str,
+    kind: Kind,
+    staged_parts: Path | None,
+    staged_quarantine: Path | None,
+    staged_log: Path,
+    *,
+    crash_hook: Callable[[], None] | None = None,
+) -> None:
+    """Move a source's staged files into place; the commit record goes last."""
+    touched: set[Path] = set()
+    if staged_parts is not None and staged_parts.exists():
+        for i, part in enumerate(sorted(staged_parts.glob("*/*/*.parquet"))):
+            rel = part.parent.relative_to(staged_parts)
+            dest_dir = home.kind_dir(kind) / rel
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(part, dest_dir / f"part-{src}-{i}.parquet")
+            touched.add(dest_dir)
+    if staged_quarantine is not None and staged_quarantine.exists():
+        os.replace(staged_quarantine, home.quarantine / f"{src}.parquet")
+        touched.add(home.quarantine)
+    for d in touched:
+        fsync_dir(d)
+    if crash_hook is not None:  # tests: die between moving the data and writing the commit record
+        crash_hook()
+    os.replace(staged_log, home.ingest_log / f"{src}.parquet")
+    fsync_dir(home.ingest_log)
+    shutil.rmtree(home.staging(src), ignore_errors=True)
+
+
+def _glob(path: Path) -> str:
+    return quote_literal(str(path))
+
+
+def _kind_relation(home: Home, kind: Kind) -> str:
+    """SQL for the committed rows of one kind (empty, typed, when nothing has landed yet)."""
+    if not home.lake_files(kind) or not home.committed_sources():
+        return _empty_kind(kind)
+    pattern = _glob(home.kind_dir(kind) / "*" / "*" / "*.parquet")
+    committed = _glob(home.ingest_log / "*.parquet")
+    return (
+        f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, union_by_name = true, "
+        f"hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}}) "
+        f"WHERE {SOURCE} IN (SELECT source FROM read_parquet({committed}))"
+    )
+
+
+def _empty_kind(kind: Kind) -> str:
+    from trustramp.ingest.checks import lake_columns
+
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in lake_columns(SCHEMAS[kind]))
+    return (
+        f"SELECT {cols}, CAST(NULL AS VARCHAR) AS {SOURCE}, CAST(NULL AS VARCHAR) AS {FEATURE}, "
+        f"CAST(NULL AS DATE) AS {DATE} LIMIT 0"
+    )
+
+
+QUARANTINE_EMPTY = (
+    "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS file, "
+    "CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS BIGINT) AS row_number, "
+    "CAST(NULL AS BIGINT) AS line, CAST(NULL AS VARCHAR) AS reason, "
+    "CAST(NULL AS VARCHAR) AS detail, CAST(NULL AS VARCHAR) AS raw LIMIT 0"
+)
+
+
+def relations(home: Home) -> dict[str, str]:
+    """Name -> SQL of every relation the catalog exposes (also used directly by readers)."""
+    rel = {k.value: _kind_relation(home, k) for k in Kind}
+    log_files = list(home.ingest_log.glob("*.parquet"))
+    rel["ingest_log"] = (
+        f"SELECT * FROM read_parquet({_glob(home.ingest_log / '*.parquet')}, union_by_name = true)"
+        if log_files
+        else "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS file, "
+        "CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS BIGINT) AS rows_read, "
+        "CAST(NULL AS BIGINT) AS rows_new, CAST(NULL AS BIGINT) AS rows_duplicate, "
+        "CAST(NULL AS BIGINT) AS rows_quarantined, CAST(NULL AS TIMESTAMPTZ) AS ingested_at LIMIT 0"
+    )
+    q_files = list(home.quarantine.glob("*.parquet"))
+    rel["quarantine"] = (
+        f"SELECT * FROM read_parquet({_glob(home.quarantine / '*.parquet')}, union_by_name = true) "
+        f"WHERE source IN (SELECT source FROM ingest_log)"
+        if q_files
+        else QUARANTINE_EMPTY
+    )
+    return rel
+
+
+def attach_views(con: duckdb.DuckDBPyConnection, home: Home, *, temporary: bool = True) -> None:
+    """Create the catalog's views on a connection (temporary views on a reader's connection)."""
+    kw = "TEMPORARY VIEW" if temporary else "VIEW"
+    with translated("creating catalog views"):
+        rels = relations(home)
+        con.execute(f"CREATE OR REPLACE {kw} ingest_log AS {rels.pop('ingest_log')}")
+        for name, query in rels.items():
+            con.execute(f"CREATE OR REPLACE {kw} {name} AS {query}")
+
+
+def rebuild_catalog(home: Home) -> Path:
+    """Write the catalog file anew (views over the lake) and swap it in atomically."""
+    tmp = home.tmp / f"{CATALOG_NAME}.{os.getpid()}.tmp"
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = connect(tmp)
+    try:
+        attach_views(con, home, temporary=False)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, home.catalog)
+    return home.catalog
+
+
+def reader(home: Home, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the catalog's views: never blocks, never blocks a writer."""
+    con = connect(memory_limit=memory_limit, temp_directory=home.tmp / "duckdb")
+    attach_views(con, home)
+    return con
+
+
+def item_key_sql(column: str = "item_id") -> str:
+    return f"md5_number_lower({column})"
+
+
+__all__ = [
+    "ITEM_KEY",
+    "Home",
+    "attach_views",
+    "commit_source",
+    "discard_uncommitted",
+    "reader",
+    "rebuild_catalog",
+    "relations",
+]

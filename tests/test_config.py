@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from trustramp.cli import main
+from trustramp.config import Phase, load_config, parse_config
+from trustramp.errors import ConfigError
+
+
+def test_defaults_are_the_playbooks_numbers() -> None:
+    cfg = load_config(None)
+    assert (cfg.routing.auto, cfg.routing.confirm, cfg.routing.review) == (0.95, 0.80, 0.60)
+    rules = {r.metric: (r.warning, r.critical, r.action) for r in cfg.alerts.rules}
+    assert rules == {
+        "accuracy": (0.93, 0.90, "pause rollout"),
+        "latency_p95": (5000, 10000, "scale up"),
+        "error_rate": (0.02, 0.05, "roll back"),
+        "override_rate": (0.30, 0.50, "investigate"),
+    }
+    assert cfg.statistics.confidence_level == 0.95 and cfg.statistics.min_samples == 200
+    assert cfg.statistics.ece_threshold == 0.05 and cfg.statistics.ece_bins == 15
+    assert cfg.phases[Phase.CONTROLLED].steps == [10, 25, 50]
+    assert [e.role for e in cfg.escalation][:2] == ["On-call engineer", "ML Lead"]
+    assert cfg.ordered_segments() == ["internal", "smb", "mid_market", "enterprise"]
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"routing": {"auto": 1.5}}, "routing.auto", "less than or equal to 1"),
+        ({"routing": {"autoo": 0.9}}, "routing.autoo", "unknown key"),
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"statistics": {"ece_bins": 1}}, "statistics.ece_bins", "greater than or equal to 2"),
+        (
+            {
+                "alerts": {
+                    "rules": [
+                        {
+                            "metric": "accuracy",
+                            "direction": "below",
+                            "warning": 0.8,
+                            "critical": 0.9,
+                            "action": "x",
+                        }
+                    ]
+                }
+            },
+            "alerts.rules.0",
+            "critical (0.9) must be beyond warning",
+        ),
+        ({"phase": "controlled"}, "(top level)", "step must be one of [10, 25, 50]"),
+        ({"phase": "launched"}, "phase", "Input should be"),
+        ({"routing": {"review": 0.9}}, "routing", "bands must be ordered"),
+        ({"segment_order": ["smb", "galaxy"]}, "(top level)", "segment 'galaxy'"),
+    ],
+)
+def test_config_errors_name_the_key(data: dict, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, source="my.yaml")
+    text = str(e.value)
+    assert "my.yaml" in text and f"{key}:" in text and message in text
+
+
+def test_yaml_custom_tags_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("feature: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+def test_partial_config_merges_over_defaults(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"feature": "x", "routing": {"auto": 0.97}}))
+    cfg = load_config(p)
+    assert cfg.routing.auto == 0.97 and cfg.routing.confirm == 0.80 and cfg.feature == "x"
+    assert cfg.hash() != load_config(None).hash()
+
+
+def test_cli_config_validate_and_show(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = tmp_path / "good.yaml"
+    good.write_text("feature: triage\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("feature: triage\nstatistics: {min_samples: 0}\n")
+    r = runner.invoke(main, ["config", "validate", str(good)])
+    assert r.exit_code == 0 and "ok" in r.output
+    r = runner.invoke(main, ["config", "validate", str(bad)])
+    assert (
+        r.exit_code == 2 and "statistics.min_samples" in r.output and r.output.startswith("Error:")
+    )
+    r = runner.invoke(main, ["config", "show"])
+    assert r.exit_code == 0 and parse_config(yaml.safe_load(r.output)).routing.auto == 0.95
