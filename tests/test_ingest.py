@@ -347,3 +347,25 @@ def test_counts_add_up(tmp_path: Path) -> None:
     assert r.rows_read == r.rows_new + r.rows_duplicate + r.rows_quarantined == 51
     assert len(lake_rows(tmp_path / "home")) == r.rows_new
     assert len(quarantine(tmp_path / "home")) == r.rows_quarantined
+
+
+def test_great_expectations_suite_states_the_contract() -> None:
+    """The audit suite passes clean rows and catches what the SQL checks must never let through."""
+    import pandas as pd
+
+    from trustramp.contract import Kind
+    from trustramp.ingest.expectations import audit
+
+    good = pd.DataFrame([pred_row(i) for i in range(3)]).drop(columns=["feature"])
+    good["predicted_at"] = pd.to_datetime(good["predicted_at"], utc=True)
+    for col in ("class_probabilities", "routed_to"):
+        good[col] = None
+    assert audit(Kind.PREDICTIONS, good) == []
+    bad = good.copy()
+    bad.loc[0, "confidence"] = 1.5
+    bad.loc[1, "mode"] = "telepathic"
+    bad.loc[2, "prediction_id"] = "p0"
+    failed = audit(Kind.PREDICTIONS, bad)
+    assert "expect_column_values_to_be_between(confidence)" in failed
+    assert "expect_column_values_to_be_in_set(mode)" in failed
+    assert "expect_column_values_to_be_unique(prediction_id)" in failed

@@ -20,7 +20,7 @@ from trustramp.ingest.readers import FORMATS, content_hash, file_format, open_so
 from trustramp.store.duck import connect
 from trustramp.store.lake import Home, commit_source, discard_uncommitted, rebuild_catalog
 from trustramp.store.lock import writer_lock
-from trustramp.store.staging import StagedFile, stage_file
+from trustramp.store.staging import StagedFile, audit_staged, stage_file
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,31 @@ def ingest_paths(
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
         try:
             planned = _plan(files, fixed_kind, results)
+            staged: list[StagedFile] = []
             for i, (path, k) in enumerate(planned):
                 if on_file:
                     on_file(i, len(planned), path)
-                results.append(
-                    _ingest_one(con, h, path, k, segments, validate_with_gx, crash_after)
+                outcome = _stage_one(con, h, path, k, segments, staged)
+                if isinstance(outcome, FileResult):
+                    results.append(outcome)
+                else:
+                    staged.append(outcome)
+                    if crash_after == "stage":
+                        _crash()
+            if validate_with_gx:
+                staged = _audit(con, h, staged, results)
+            for n, s in enumerate(staged):
+                assert s.log_file is not None
+                commit_source(
+                    h,
+                    s.src,
+                    s.kind,
+                    s.parts_dir,
+                    s.quarantine_file,
+                    s.log_file,
+                    crash_hook=_crash if crash_after == "parts" and n == 0 else None,
                 )
+                results.append(_result(s))
         finally:
             con.close()
         rebuild_catalog(h)
@@ -196,23 +215,27 @@ def _plan(
     return planned
 
 
-def _ingest_one(
+def _stage_one(
     con,
     home: Home,
     path: Path,
     kind: Kind,
     segments: Sequence[str],  # type: ignore[no-untyped-def]
-    validate_with_gx: bool,
-    crash_after: str | None,
-) -> FileResult:
+    staged: list[StagedFile],
+) -> FileResult | StagedFile:
+    """Stage one file, seeing the files staged before it in this run as landed."""
     try:
         src = content_hash(path)
     except OSError as e:
         return FileResult(path=path, status="failed", kind=kind, error=f"{path}: {e.strerror}")
-    if home.is_committed(src):
+    if home.is_committed(src) or any(s.src == src for s in staged):
         return FileResult(path=path, status="skipped", kind=kind, source=src)
     discard_uncommitted(home, src)
     schema = schema_for(kind)
+    pending: dict[Kind, list[Path]] = {}
+    for s in staged:
+        if s.parts_dir is not None:
+            pending.setdefault(s.kind, []).append(s.parts_dir)
     try:
         columns = peek_columns(path)
         missing = missing_columns(schema, columns)
@@ -221,34 +244,51 @@ def _ingest_one(
                 f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)} for {kind} (has: {', '.join(columns) or 'none'})"
             )
-        audit = None
-        if validate_with_gx:
-            from trustramp.ingest.expectations import audit
-        staged = stage_file(
+        return stage_file(
             con,
             home,
             src,
             schema,
             lambda exact: open_source(path, exact=exact),
             segments=segments,
-            audit=audit,
-        )
-        if crash_after == "stage":
-            _crash()
-        assert staged.log_file is not None
-        commit_source(
-            home,
-            src,
-            kind,
-            staged.parts_dir,
-            staged.quarantine_file,
-            staged.log_file,
-            crash_hook=_crash if crash_after == "parts" else None,
+            pending=pending,
         )
     except TrustrampError as e:
         discard_uncommitted(home, src)
         return FileResult(path=path, status="failed", kind=kind, source=src, error=str(e))
-    return _result(staged)
+
+
+def _audit(
+    con, home: Home, staged: list[StagedFile], results: list[FileResult]
+) -> list[StagedFile]:  # type: ignore[no-untyped-def]
+    """Great Expectations audit of everything staged to land, once per kind (its overhead is per call).
+
+    A failure means the row checks let something through: every staged file of that kind fails
+    (their deduplication saw each other), with the failed expectations named; nothing of them lands.
+    """
+    from trustramp.ingest.expectations import audit
+
+    keep: list[StagedFile] = []
+    for kind in KIND_ORDER:
+        group = [s for s in staged if s.kind == kind]
+        parts = [s.parts_dir for s in group if s.parts_dir is not None]
+        failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
+        if not failed:
+            keep += group
+            continue
+        for s in group:
+            discard_uncommitted(home, s.src)
+            results.append(
+                FileResult(
+                    path=s.path,
+                    status="failed",
+                    kind=kind,
+                    source=s.src,
+                    error=f"{s.path}: the {kind} staged in this run failed the contract audit "
+                    f"({', '.join(failed)}); nothing of them was ingested",
+                )
+            )
+    return keep
 
 
 def _result(s: StagedFile) -> FileResult:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -61,9 +62,14 @@ def stage_file(
     open_source: Callable[[bool], Source],
     *,
     segments: Sequence[str],
-    audit: Callable[[Kind, object], list[str]] | None = None,
+    pending: Mapping[Kind, Sequence[Path]] | None = None,
 ) -> StagedFile:
-    """Check, deduplicate and partition one file into `HOME/tmp/<src>/` (nothing visible yet)."""
+    """Check, deduplicate and partition one file into `HOME/tmp/<src>/` (nothing visible yet).
+
+    `pending` holds the staged-but-uncommitted parts folders of earlier files of the same run, per
+    kind: rows there count as already landed for deduplication and for decisions' feature lookup.
+    """
+    pending = pending or {}
     stage = home.staging(src)
     shutil.rmtree(stage, ignore_errors=True)
     checked_dir = stage / "checked"
@@ -87,9 +93,11 @@ def stage_file(
         return staged
     checked = f"read_parquet({quote_literal(str(checked_dir / '*.parquet'))})"
     with translated(f"{source.path}: deduplicating"):
-        _fates(con, home, schema, checked)
+        _fates(con, _landed(home, schema.kind, pending), schema, checked)
         staged.rows_read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0]
-        staged.parts_dir = _write_parts(con, home, schema, checked, stage, src, staged, audit)
+        staged.parts_dir = _write_parts(
+            con, _landed(home, Kind.PREDICTIONS, pending), schema, checked, stage, src, staged
+        )
         staged.quarantine_file = _write_quarantine(con, schema, checked, stage, src, staged)
     staged.rows_duplicate = staged.rows_read - staged.rows_new - staged.rows_quarantined
     staged.log_file = _write_log(stage, staged)
@@ -115,10 +123,23 @@ def _check_batches(
             con.unregister("batch")
 
 
-def _fates(con: duckdb.DuckDBPyConnection, home: Home, schema: Schema, checked: str) -> None:
+def _landed(home: Home, kind: Kind, pending: Mapping[Kind, Sequence[Path]]) -> str:
+    """SQL of the rows of `kind` that count as landed: committed, plus this run's staged parts."""
+    committed = relations(home)[kind.value]
+    parts = [str(p / "*" / "*" / "*.parquet") for p in pending.get(kind, ())]
+    if not parts:
+        return committed
+    staged = (
+        f"SELECT * FROM read_parquet([{', '.join(quote_literal(x) for x in parts)}], "
+        f"hive_partitioning = true, union_by_name = true, "
+        f"hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
+    )
+    return f"({committed}) UNION ALL BY NAME ({staged})"
+
+
+def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema, checked: str) -> None:
     """Temp table `_not_new`: every valid row that must not land, and why (duplicate or conflict)."""
     idc = quote_ident(schema.id_column)
-    lake = relations(home)[schema.kind.value]
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _not_new AS
 WITH valid AS (SELECT {ROW}, {LINE}, {idc} AS id, {ROW_HASH} FROM {checked} WHERE _reason IS NULL),
@@ -139,13 +160,12 @@ WHERE l.id IS NOT NULL OR v.{ROW} <> f.first_row
 
 def _write_parts(
     con: duckdb.DuckDBPyConnection,
-    home: Home,
+    preds: str,
     schema: Schema,
     checked: str,
     stage: Path,
     src: str,
     staged: StagedFile,
-    audit: Callable[[Kind, object], list[str]] | None,
 ) -> Path | None:
     cols = [n for n, _ in lake_columns(schema)]
     select_cols = ", ".join(f"c.{quote_ident(n)}" for n in cols)
@@ -155,7 +175,6 @@ def _write_parts(
         join = ""
     else:
         # Decisions: file them under the feature of the item's prediction, when it has landed.
-        preds = relations(home)[Kind.PREDICTIONS.value]
         join = (
             f"LEFT JOIN (SELECT {ITEM_KEY}, arg_max({FEATURE}, predicted_at) AS feature "
             f"FROM ({preds}) p WHERE {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM {checked}) "
@@ -167,39 +186,38 @@ def _write_parts(
         f"CAST(c.{time_col} AS DATE) AS {DATE} FROM {checked} c {join} "
         f"WHERE c._reason IS NULL AND c.{ROW} NOT IN (SELECT {ROW} FROM _not_new)"
     )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW _landing AS {landing}")
-    staged.rows_new = con.execute("SELECT count(*) FROM _landing").fetchall()[0][0]
-    if staged.rows_new == 0:
-        return None
-    if audit is not None:
-        _audit(con, schema, audit, staged)
     parts = stage / "parts"
-    con.execute(
-        f"COPY _landing TO {quote_literal(str(parts))} (FORMAT parquet, "
+    copied = con.execute(
+        f"COPY ({landing}) TO {quote_literal(str(parts))} (FORMAT parquet, "
         f"PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd)"
-    )
+    ).fetchall()
+    staged.rows_new = int(copied[0][0]) if copied else 0
+    if staged.rows_new == 0:
+        shutil.rmtree(parts, ignore_errors=True)
+        return None
     return parts
 
 
-def _audit(
+def audit_staged(
     con: duckdb.DuckDBPyConnection,
     schema: Schema,
-    audit: Callable[[Kind, object], list[str]],
-    staged: StagedFile,
-) -> None:
-    from trustramp.errors import StoreError
-
-    names = [c for c in schema.names if c != "feature"]
-    reader = con.sql(
-        "SELECT " + ", ".join(quote_ident(n) for n in names) + " FROM _landing"
-    ).to_arrow_reader(1_000_000)
-    for batch in reader:
-        failed = audit(schema.kind, pa.Table.from_batches([batch]).to_pandas())
-        if failed:
-            raise StoreError(
-                f"{staged.path}: contract audit failed before landing: "
-                f"{', '.join(failed)}; nothing of this file was ingested"
-            )
+    parts_dirs: Sequence[Path],
+    audit: Callable[[Kind, pd.DataFrame], list[str]],
+) -> list[str]:
+    """Run the contract audit over rows staged to land (in chunks); returns failed expectations."""
+    files = [str(p / "*" / "*" / "*.parquet") for p in parts_dirs]
+    if not files:
+        return []
+    names = [c for c in schema.names if c != FEATURE]
+    query = (
+        f"SELECT {', '.join(quote_ident(n) for n in names)} FROM read_parquet("
+        f"[{', '.join(quote_literal(f) for f in files)}], union_by_name = true)"
+    )
+    failed: list[str] = []
+    with translated(f"auditing staged {schema.kind.value}"):
+        for batch in con.sql(query).to_arrow_reader(1_000_000):
+            failed += [f for f in audit(schema.kind, batch.to_pandas()) if f not in failed]
+    return failed
 
 
 def _write_quarantine(

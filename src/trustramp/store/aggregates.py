@@ -1,0 +1,197 @@
+"""Stage 1 of the metrics engine: DuckDB reduces the lake to small tables of sufficient statistics.
+
+Nothing here returns raw rows (except the feature's incidents, a handful): every frame has one row
+per group, so its size depends on the number of days, versions, segments, customers and bins,
+never on the number of predictions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from trustramp.store.duck import sql, translated
+
+LATENCY_RATIO = 1.02
+"""Latency bins are log-spaced with this ratio: a bin's quantile error is at most 2 %."""
+LOG_LOSS_EPS = 1e-15
+
+GROUPING = {"cells": 0b00001111, "customers": 0b01110011, "confusion": 0b01111000}
+"""GROUPING(segment, mode, ece_bin, grid_bin, customer_id, shown, predicted_label, human_label):
+a bit is 1 when that column is NOT grouped in the set."""
+
+CELL_MEASURES = [
+    "n",
+    "errors",
+    "fallbacks",
+    "labeled",
+    "correct",
+    "conf_sum",
+    "conf_sq_sum",
+    "conf_hit_sum",
+    "nll_sum",
+    "shown_labeled",
+    "overridden",
+    "accepted_wrong",
+]
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Sufficient statistics of one feature over [start, end] (dates inclusive)."""
+
+    feature: str
+    start: dt.date
+    end: dt.date
+    bins: int
+    grid_step: float
+    cells: pd.DataFrame
+    """model_version, segment, mode, day, ece_bin, grid_bin + CELL_MEASURES."""
+    customers: pd.DataFrame
+    """model_version, customer_id, segment, shown, day + CELL_MEASURES."""
+    confusion: pd.DataFrame
+    """model_version, segment, shown, predicted_label, human_label, n (labeled rows only)."""
+    latency: pd.DataFrame
+    """model_version, segment, mode, day, lat_bin, lo_ms, hi_ms, n."""
+    confidence: pd.DataFrame
+    """model_version, day, bin, n: all traffic with a confidence, on `bins` equal-width bins."""
+
+
+def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
+    return {"feature": feature, "start": start, "end": end}
+
+
+def compute_aggregates(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    bins: int = 15,
+    grid_step: float = 0.01,
+) -> Aggregates:
+    """Run the stage-1 queries on a connection that has the catalog's views."""
+    grid_scale = round(grid_step * 1e6)
+    n_grid = round(1 / grid_step)
+    p = _params(feature, start, end)
+    with translated(f"aggregating {feature} {start}..{end}"):
+        raw = con.execute(
+            sql("cells"),
+            {**p, "bins": bins, "grid_scale": grid_scale, "n_grid": n_grid, "eps": LOG_LOSS_EPS},
+        ).df()
+        lat = con.execute(sql("latency"), {**p, "ratio": LATENCY_RATIO}).df()
+        conf = con.execute(sql("confidence_hist"), {**p, "bins": bins}).df()
+    gid = raw.pop("grouping_id")
+    cells = raw[gid == GROUPING["cells"]][
+        ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES]
+    ]
+    customers = raw[gid == GROUPING["customers"]][
+        ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES]
+    ]
+    confusion = raw[
+        (gid == GROUPING["confusion"]) & raw["human_label"].notna() & raw["predicted_label"].notna()
+    ][["model_version", "segment", "shown", "predicted_label", "human_label", "labeled"]].rename(
+        columns={"labeled": "n"}
+    )
+    lat["lo_ms"] = [0.0 if b <= 0 else LATENCY_RATIO ** (b - 1) for b in lat["lat_bin"]]
+    lat["hi_ms"] = [1.0 if b <= 0 else LATENCY_RATIO**b for b in lat["lat_bin"]]
+    return Aggregates(
+        feature=feature,
+        start=start,
+        end=end,
+        bins=bins,
+        grid_step=grid_step,
+        cells=_tidy(cells),
+        customers=_tidy(customers),
+        confusion=_tidy(confusion),
+        latency=_tidy(lat),
+        confidence=_tidy(conf),
+    )
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    if "day" in frame:
+        frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    for c in frame.columns:
+        if c in CELL_MEASURES and c not in ("conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"):
+            frame[c] = frame[c].astype("int64")
+    return frame
+
+
+def paired_table(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    candidate: str,
+    previous: str,
+) -> dict[tuple[bool, bool], int]:
+    """(candidate correct, previous correct) -> items, on unshown labeled items both predicted."""
+    with translated("comparing model versions"):
+        rows = con.execute(
+            sql("paired"),
+            {**_params(feature, start, end), "candidate": candidate, "previous": previous},
+        ).fetchall()
+    return {(bool(c), bool(p)): int(n) for c, p, n in rows}
+
+
+def equal_mass_bins(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    version: str,
+    bins: int,
+) -> pd.DataFrame:
+    """Equal-mass calibration groups (n, correct, conf_sum) for one version's unshown labels."""
+    with translated("equal-mass calibration bins"):
+        return con.execute(
+            sql("equal_mass"), {**_params(feature, start, end), "version": version, "bins": bins}
+        ).df()
+
+
+def feedback_counts(
+    con: duckdb.DuckDBPyConnection, feature: str, start: dt.date, end: dt.date
+) -> dict[str, float | int | None]:
+    """Positive-feedback count, total ratings and NPS (promoters - detractors, in %)."""
+    with translated("reading feedback"):
+        rows = con.execute(
+            """SELECT count(*) FILTER (WHERE rating = 'positive'), count(*),
+                      count(nps_score), count(*) FILTER (WHERE nps_score >= 9),
+                      count(*) FILTER (WHERE nps_score <= 6)
+               FROM feedback WHERE feature = $feature AND date BETWEEN $start AND $end""",
+            _params(feature, start, end),
+        ).fetchall()
+    pos, total, n_nps, promoters, detractors = rows[0]
+    nps = None if not n_nps else 100.0 * (promoters - detractors) / n_nps
+    return {"positive": int(pos), "total": int(total), "nps": nps, "nps_n": int(n_nps)}
+
+
+def incidents_of(con: duckdb.DuckDBPyConnection, feature: str) -> pd.DataFrame:
+    """All incidents of a feature (a small table)."""
+    with translated("reading incidents"):
+        return con.execute(
+            "SELECT incident_id, severity, kind, title, opened_at, resolved_at FROM incidents "
+            "WHERE feature = $feature ORDER BY opened_at",
+            {"feature": feature},
+        ).df()
+
+
+def data_window(con: duckdb.DuckDBPyConnection, feature: str) -> tuple[dt.date, dt.date] | None:
+    """First and last day with predictions of a feature, or None when it has none."""
+    with translated("reading the lake"):
+        lo, hi = con.execute(
+            "SELECT min(date), max(date) FROM predictions WHERE feature = $feature",
+            {"feature": feature},
+        ).fetchall()[0]
+    return None if lo is None else (lo, hi)
+
+
+def quarantine_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    with translated("reading the quarantine"):
+        rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
+    return {r: int(n) for r, n in rows}
