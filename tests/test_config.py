@@ -94,3 +94,9 @@ def test_cli_config_validate_and_show(tmp_path: Path) -> None:
     )
     r = runner.invoke(main, ["config", "show"])
     assert r.exit_code == 0 and parse_config(yaml.safe_load(r.output)).routing.auto == 0.95
+
+
+def test_custom_segments_drop_the_default_scores() -> None:
+    cfg = parse_config({"feature": "x", "segments": ["retail", "smb"]})
+    assert cfg.segments == ["retail", "smb"] and list(cfg.segment_priority) == ["smb"]
+    assert cfg.ordered_segments()[0] == "smb"  # scored segments first

@@ -205,6 +205,8 @@ class RolloutConfig(_Model):
     step: int | None = None
     phase_started: dt.date | None = None
     kill_switch: bool = False
+    model_version: str | None = None
+    """The version under evaluation; None: the newest version in the data."""
     segments: list[str] = Field(default_factory=lambda: list(DEFAULT_SEGMENTS), min_length=1)
     routing: Routing = Routing()
     phases: dict[Phase, PhaseSpec]
@@ -286,6 +288,10 @@ def parse_config(data: Any, *, source: str = "config") -> RolloutConfig:
             f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}"
         )
     merged = _merge(yaml.safe_load(default_config_text()), data)
+    if "segments" in data and "segment_priority" not in data and isinstance(data["segments"], list):
+        # The default scores name the default segments; keep only those still configured.
+        merged["segment_priority"] = {k: v for k, v in merged["segment_priority"].items()
+                                      if k in data["segments"]}
     try:
         return RolloutConfig.model_validate(merged)
     except ValidationError as e:
