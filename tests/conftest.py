@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -70,3 +71,38 @@ def write_rows(path: Path, rows: list[dict[str, object]], columns: list[str] | N
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small demo dataset (20k predictions), ingested once per test session."""
+    from trustramp.config import parse_config
+    from trustramp.demo import demo_config, generate
+    from trustramp.ingest import ingest_paths
+
+    root = tmp_path_factory.mktemp("demo")
+    manifest = generate(root / "input", n_predictions=20_000, seed=11)
+    config = parse_config(demo_config(manifest))
+    report = ingest_paths(
+        [root / "input"], root / "home", segments=config.segments, validate_with_gx=False
+    )
+    assert not report.failed
+    return {"root": root, "home": root / "home", "manifest": manifest, "config": config}
+
+
+def raw_joined(home: Path, feature: str) -> pd.DataFrame:
+    """Test oracle input: predictions joined to their latest decision, as raw rows (small data)."""
+    from trustramp.store.lake import Home, reader
+
+    con = reader(Home.at(home))
+    try:
+        return con.execute(
+            """SELECT p.*, l.human_label, l.action FROM predictions p LEFT JOIN (
+                 SELECT item_id, arg_max(human_label, (decided_at, decision_id)) AS human_label,
+                        arg_max(action, (decided_at, decision_id)) AS action
+                 FROM decisions GROUP BY item_id) l USING (item_id)
+               WHERE p.feature = ?""",
+            [feature],
+        ).df()
+    finally:
+        con.close()

@@ -173,8 +173,85 @@ def config_validate(paths: tuple[Path, ...]) -> None:
         click.echo(f"{p}: ok (feature {cfg.feature}, phase {cfg.phase.value}, hash {cfg.hash()})")
 
 
-def yesterday() -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+VERDICT_EXIT = {"GO": 10, "HOLD": 11, "PAUSE": 12, "ROLLBACK": 13}
+
+
+def _fail_on(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    names = {v.strip().upper() for v in value.split(",") if v.strip()}
+    unknown = names - set(VERDICT_EXIT)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown verdict(s) {', '.join(sorted(unknown))}; "
+            f"choose from go, hold, pause, rollback",
+            param_hint="--fail-on",
+        )
+    return names
+
+
+@main.command()
+@click.option("--feature", help="Feature to evaluate (default: the config's `feature`).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Evaluated day, YYYY-MM-DD (default: yesterday, UTC).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rollout config (default: the playbook defaults).",
+)
+@click.option(
+    "--fail-on",
+    "fail_on",
+    metavar="VERDICTS",
+    help="Comma-separated verdicts that make the exit code non-zero, e.g. "
+    "rollback,pause,hold (exit 13/12/11; GO 10).",
+)
+@home_option
+@reports_option
+@wait_option
+@_boundary
+def evaluate(
+    feature: str | None,
+    as_of: dt.datetime | None,
+    config_path: Path | None,
+    fail_on: str | None,
+    home: Path,
+    reports: Path,
+    wait_seconds: float,
+) -> None:
+    """Measure a feature and decide its verdict: GO, HOLD, PAUSE or ROLLBACK.
+
+    Writes reports/<feature>/<as-of>/ with verdict.json, metrics.parquet and thresholds.yaml, and
+    records the verdict in the catalog's `runs` history. Exits 0 whatever the verdict unless
+    --fail-on names it.
+    """
+    from trustramp.pipeline import evaluate as run_evaluate
+
+    failing = _fail_on(fail_on)
+    result = run_evaluate(
+        feature,
+        home=home,
+        reports=reports,
+        as_of=as_of.date() if as_of else None,
+        config=config_path,
+        wait_seconds=wait_seconds,
+    )
+    v = result.verdict.to_dict()
+    click.echo(
+        f"{v['feature']} as of {v['as_of']}: {v['verdict']} (phase {v['phase']}"
+        + (f", step {v['step']} %" if v.get("step") else "")
+        + ")"
+    )
+    for reason in v["reasons"]:
+        click.echo(f"  - {reason}")
+    click.echo(f"outputs: {result.run_dir}")
+    if v["verdict"] in failing:
+        sys.exit(VERDICT_EXIT[v["verdict"]])
 
 
 @main.command()

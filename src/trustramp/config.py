@@ -134,7 +134,7 @@ class EscalationStep(_Model):
 class Rollback(_Model):
     accuracy_min: Probability = 0.90
     error_rate_max: Probability = 0.05
-    availability_sla: Probability = 0.995
+    availability_sla: Probability = 0.99
     on_security_incident: bool = True
     procedure: list[str]
 

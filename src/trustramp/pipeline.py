@@ -5,9 +5,16 @@ The CLI, the Prefect flows in `flows/`, tests and notebooks all call these funct
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from trustramp.config import RolloutConfig, load_config
 from trustramp.ingest import IngestReport, ingest_paths
@@ -67,3 +74,162 @@ def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> l
     lines += [f"  {name}: {text}" for name, text in manifest.planted.items()]
     lines.append(f"lake and catalog: {Path(home).resolve()}")
     return lines
+
+
+# -- evaluate ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationResult:
+    """What one evaluation produced; `verdict` is data, whatever it says."""
+
+    feature: str
+    as_of: dt.date
+    verdict: Any
+    thresholds: Any
+    metrics: pd.DataFrame
+    evidence: Any
+    run_dir: Path
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:  # a notebook shows the verdict and its criteria as tables
+        import html
+
+        v = self.verdict.to_dict()
+        crit = pd.DataFrame(v["criteria"])
+        return (
+            f"<h3>{html.escape(self.feature)} as of {self.as_of}: "
+            f"{html.escape(v['verdict'])}</h3><ul>"
+            + "".join(f"<li>{html.escape(r)}</li>" for r in v["reasons"])
+            + "</ul>"
+            + (crit.to_html(index=False) if len(crit) else "")
+        )
+
+
+def yesterday() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def evaluate(
+    feature: str | None = None,
+    *,
+    home: str | Path,
+    reports: str | Path,
+    as_of: dt.date | None = None,
+    config: str | Path | RolloutConfig | None = None,
+    wait_seconds: float = 600.0,
+    memory_limit: str | None = None,
+) -> EvaluationResult:
+    """Evaluate one feature as of a date: metrics, verdict, thresholds; write the run's outputs.
+
+    Parameters
+    ----------
+    feature : the feature; default: the config's `feature`.
+    home, reports : the lake/catalog folder and the outputs folder.
+    as_of : the evaluated day (default: yesterday, UTC).
+    config : a rollout config (file or object); default: the playbook defaults.
+    """
+    from trustramp import __version__
+    from trustramp.decide.verdict import decide
+    from trustramp.errors import NoDataError
+    from trustramp.evaluation import (
+        build_evidence,
+        gate_population,
+        metrics_table,
+        recommend,
+        windows_for,
+    )
+    from trustramp.store import aggregates as agg
+    from trustramp.store.lake import Home, reader
+    from trustramp.store.lock import writer_lock
+    from trustramp.store.outputs import publish_run, record_run, run_dir, write_json, write_metrics
+
+    cfg = config if isinstance(config, RolloutConfig) else load_config(config)
+    if feature and feature != cfg.feature:
+        cfg = cfg.model_copy(update={"feature": feature})
+    as_of = as_of or yesterday()
+    run_dir(Path(reports), cfg.feature, as_of)  # validates the name before any work
+    h = Home.at(home)
+    con = reader(h, memory_limit=memory_limit)
+    try:
+        span = agg.data_window(con, cfg.feature)
+        if span is None:
+            raise NoDataError(
+                f"no predictions for feature {cfg.feature!r} in {h.root}; "
+                "ingest some first (trustramp ingest PATH)"
+            )
+        win = windows_for(cfg, as_of)
+        aggs = agg.compute_aggregates(
+            con,
+            cfg.feature,
+            win.first,
+            as_of,
+            bins=cfg.statistics.ece_bins,
+            grid_step=cfg.routing.grid_step,
+        )
+        pop = gate_population(aggs, win, cfg)
+        paired = (
+            agg.paired_table(
+                con, cfg.feature, win.gate_start, win.gate_end, pop.version, pop.previous
+            )
+            if pop.version and pop.previous
+            else None
+        )
+        evidence = build_evidence(
+            aggs,
+            win,
+            cfg,
+            pop=pop,
+            paired=paired,
+            feedback=agg.feedback_counts(con, cfg.feature, win.monitor_start, as_of),
+            incidents=agg.incidents_of(con, cfg.feature),
+            quarantined=sum(agg.quarantine_counts(con).values()),
+        )
+        quarantine = agg.quarantine_counts(con)
+    finally:
+        con.close()
+    verdict = decide(evidence, cfg, trustramp_version=__version__, config_hash=cfg.hash())
+    table = metrics_table(
+        aggs, win, confidence=cfg.statistics.confidence_level, psi_min_n=cfg.statistics.psi_min_n
+    )
+    thresholds = recommend(aggs, win, pop, cfg)
+    run_id = uuid.uuid4().hex[:12]
+
+    def write(tmp: Path) -> None:
+        doc = verdict.to_dict()
+        doc["data"]["quarantined_by_reason"] = quarantine
+        doc["run_id"] = run_id
+        write_json(doc, tmp / "verdict.json")
+        write_metrics(table, tmp / "metrics.parquet")
+        (tmp / "thresholds.yaml").write_text(thresholds.to_yaml(), "utf-8")
+
+    with writer_lock(h.root, wait_seconds=wait_seconds):
+        out = publish_run(Path(reports), cfg.feature, as_of, write)
+        v = verdict.to_dict()
+        record_run(
+            h,
+            {
+                "run_id": run_id,
+                "feature": cfg.feature,
+                "as_of": as_of,
+                "verdict": v["verdict"],
+                "phase": v["phase"],
+                "step": v["step"],
+                "config_hash": v["config_hash"],
+                "run_at": dt.datetime.now(dt.UTC),
+                "reasons": json.dumps(v["reasons"]),
+                "report": str(out),
+            },
+        )
+        from trustramp.store.lake import rebuild_catalog
+
+        rebuild_catalog(h)
+    return EvaluationResult(
+        feature=cfg.feature,
+        as_of=as_of,
+        verdict=verdict,
+        thresholds=thresholds,
+        metrics=table,
+        evidence=evidence,
+        run_dir=out,
+    )

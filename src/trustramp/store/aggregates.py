@@ -15,8 +15,9 @@ import pandas as pd
 
 from trustramp.store.duck import sql, translated
 
-LATENCY_RATIO = 1.02
-"""Latency bins are log-spaced with this ratio: a bin's quantile error is at most 2 %."""
+LATENCY_LOG_BINS = 672
+LATENCY_MAX_MS = 600_000.0
+"""Latency bins: log-spaced, 1 ms to 10 min, ~2 % wide (the same as trustramp.metrics.latency)."""
 LOG_LOSS_EPS = 1e-15
 
 GROUPING = {"cells": 0b00001111, "customers": 0b01110011, "confusion": 0b01111000}
@@ -55,7 +56,7 @@ class Aggregates:
     confusion: pd.DataFrame
     """model_version, segment, shown, predicted_label, human_label, n (labeled rows only)."""
     latency: pd.DataFrame
-    """model_version, segment, mode, day, lat_bin, lo_ms, hi_ms, n."""
+    """model_version, segment, mode, day, lat_bin, n (bins of trustramp.metrics.latency)."""
     confidence: pd.DataFrame
     """model_version, day, bin, n: all traffic with a confidence, on `bins` equal-width bins."""
 
@@ -82,7 +83,9 @@ def compute_aggregates(
             sql("cells"),
             {**p, "bins": bins, "grid_scale": grid_scale, "n_grid": n_grid, "eps": LOG_LOSS_EPS},
         ).df()
-        lat = con.execute(sql("latency"), {**p, "ratio": LATENCY_RATIO}).df()
+        lat = con.execute(
+            sql("latency"), {**p, "n_log": LATENCY_LOG_BINS, "max_ms": LATENCY_MAX_MS}
+        ).df()
         conf = con.execute(sql("confidence_hist"), {**p, "bins": bins}).df()
     gid = raw.pop("grouping_id")
     cells = raw[gid == GROUPING["cells"]][
@@ -96,8 +99,6 @@ def compute_aggregates(
     ][["model_version", "segment", "shown", "predicted_label", "human_label", "labeled"]].rename(
         columns={"labeled": "n"}
     )
-    lat["lo_ms"] = [0.0 if b <= 0 else LATENCY_RATIO ** (b - 1) for b in lat["lat_bin"]]
-    lat["hi_ms"] = [1.0 if b <= 0 else LATENCY_RATIO**b for b in lat["lat_bin"]]
     return Aggregates(
         feature=feature,
         start=start,

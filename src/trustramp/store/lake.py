@@ -188,7 +188,22 @@ def relations(home: Home) -> dict[str, str]:
         if q_files
         else QUARANTINE_EMPTY
     )
+    runs = home.state / "runs"
+    rel["runs"] = (
+        f"SELECT * FROM read_parquet({_glob(runs / '*.parquet')}, union_by_name = true)"
+        if runs.exists() and any(runs.glob("*.parquet"))
+        else RUNS_EMPTY
+    )
     return rel
+
+
+RUNS_EMPTY = (
+    "SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS feature, "
+    "CAST(NULL AS DATE) AS as_of, CAST(NULL AS VARCHAR) AS verdict, CAST(NULL AS VARCHAR) AS phase, "
+    "CAST(NULL AS BIGINT) AS step, CAST(NULL AS VARCHAR) AS config_hash, "
+    "CAST(NULL AS TIMESTAMPTZ) AS run_at, CAST(NULL AS VARCHAR) AS reasons, "
+    "CAST(NULL AS VARCHAR) AS report LIMIT 0"
+)
 
 
 def attach_views(con: duckdb.DuckDBPyConnection, home: Home, *, temporary: bool = True) -> None:

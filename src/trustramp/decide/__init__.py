@@ -1,0 +1,1 @@
+"""Pure decisions: phase gates, alerts, rollback triggers, threshold recommendations."""

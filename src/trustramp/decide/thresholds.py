@@ -1,0 +1,1547 @@
+"""Confidence thresholds for the routing bands (SPEC 3.4, 3.5; playbook section 5).
+
+The input is a *grid frame*: one row per confidence cell ``[lo, lo + step)`` (the last cell
+includes 1.0) with ``n`` labeled items and ``correct`` of them right, optionally ``total`` (all
+items, labeled or not, for traffic shares) and dimension columns (``segment``, ``customer_id``,
+``day``, ``model_version``) that are summed over unless a function groups by them. `grid_counts`
+builds the same frame from arrays.
+
+Thresholds are certified with Learn-then-Test and fixed-sequence testing over the fixed descending
+grid: for each candidate ``t`` the null hypothesis "the items the band would route are less than
+``target`` accurate" is tested with the exact binomial p-value ``P(Binom(n_t, target) >= k_t)``
+on integer counts, from a start chosen by counts alone (`min_labels_to_start`), downward, until
+the first failure. A band's items are those it would route (SPEC 3.4): auto ``[t, 1]``, confirm
+``[t, t_auto)``, review ``[t, t_confirm)``, so the bands are certified top-down. The three bands
+split δ Bonferroni: all their statements hold together with probability at least ``1 - δ``.
+
+Confidences are resolved at 1e-6 with integer arithmetic, so a cell never depends on how a float
+rounds at its edge: ``cell = floor(c * 1e6 + 0.5) // round(step * 1e6)``, clipped to the last cell
+(DuckDB: ``least(CAST(round(confidence * 1e6) AS BIGINT) // 10000, 99)`` for step 0.01).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+BANDS: tuple[str, ...] = ("auto", "confirm", "review")
+"""The tested bands, highest first; everything below the review band goes to a human."""
+HUMAN = "human"
+ALL_BANDS: tuple[str, ...] = (*BANDS, HUMAN)
+
+RESOLUTION = 1_000_000
+"""Confidences and grid edges are compared as integers in units of 1e-6."""
+
+LO, N, CORRECT, TOTAL, DAY = "lo", "n", "correct", "total", "day"
+
+__all__ = [
+    "ALL_BANDS",
+    "BANDS",
+    "BandRecommendation",
+    "Certified",
+    "GroupRecommendation",
+    "Replay",
+    "Stage",
+    "ThresholdRecommendation",
+    "apply_progression",
+    "certify_threshold",
+    "grid_counts",
+    "min_labels_to_certify",
+    "min_labels_to_start",
+    "progression_stage",
+    "recommend_by_group",
+    "recommend_thresholds",
+    "replay_policy",
+    "to_config_patch",
+]
+
+
+class Stage(StrEnum):
+    """The playbook's threshold progression within a phase (section 5)."""
+
+    CONSERVATIVE = "conservative"
+    """Weeks 1-2: everything to human review (no auto, no confirm band)."""
+    MODERATE = "moderate"
+    """Weeks 3-4: auto-process only at high confidence."""
+    OPTIMIZED = "optimized"
+    """Week 5 on: the certified thresholds."""
+
+
+# --------------------------------------------------------------------------------------------
+# Grid: integer cells
+# --------------------------------------------------------------------------------------------
+
+
+def _step_units(step: float) -> int:
+    if not isinstance(step, int | float) or not 0 < step <= 0.1 or math.isnan(step):
+        raise ValueError(f"step must be in (0, 0.1], got {step!r}")
+    units = math.floor(step * RESOLUTION + 0.5)
+    if abs(step * RESOLUTION - units) > 1e-6 * units:
+        raise ValueError(f"step must be a multiple of 1e-6, got {step!r}")
+    return units
+
+
+def _n_cells(units: int) -> int:
+    return -(-RESOLUTION // units)
+
+
+def _decimals(units: int) -> int:
+    """Decimals needed to print a grid edge (at least 2)."""
+    d = 6
+    while d > 2 and units % 10 == 0:
+        units //= 10
+        d -= 1
+    return d
+
+
+def _edge(i: int, units: int) -> float:
+    return i * units / RESOLUTION
+
+
+def _edges(size: int, units: int) -> NDArray[np.float64]:
+    """The first ``size`` cell edges (exactly ``_edge(i, units)``: integer product, one division)."""
+    return (np.arange(size, dtype=np.int64) * units) / RESOLUTION
+
+
+def _cells_of(confidence: NDArray[np.float64], units: int) -> NDArray[np.int64]:
+    q = np.floor(confidence * RESOLUTION + 0.5).astype(np.int64)
+    return np.minimum(q // units, _n_cells(units) - 1)
+
+
+def _grid_index(t: float, units: int, *, name: str) -> int:
+    """The cell index of a threshold that lies on the grid (1.0 maps past the last cell)."""
+    if not isinstance(t, int | float) or math.isnan(t) or not 0.0 <= t <= 1.0:
+        raise ValueError(f"{name} must be a threshold in [0, 1], got {t!r}")
+    q = math.floor(t * RESOLUTION + 0.5)
+    if q % units:
+        raise ValueError(
+            f"{name}={t!r} is not on the {units / RESOLUTION:g} grid; "
+            f"use a multiple of {units / RESOLUTION:g}"
+        )
+    return q // units
+
+
+def grid_counts(
+    confidence: ArrayLike,
+    correct: ArrayLike,
+    *,
+    step: float = 0.01,
+    dims: Mapping[str, ArrayLike] | None = None,
+) -> pd.DataFrame:
+    """Count items per confidence cell: the grid frame the threshold functions take.
+
+    Parameters
+    ----------
+    confidence : array-like of shape (n,)
+        Top-label confidences in [0, 1].
+    correct : array-like of shape (n,)
+        1 (or True) where the prediction was right, 0 where wrong, NaN where the item has no
+        label yet (it still counts in ``total``).
+    step : float, default 0.01
+        Cell width; cells are ``[lo, lo + step)`` and the last one includes 1.0.
+    dims : mapping of str to array-like, optional
+        Extra dimension columns (e.g. ``{"day": days, "segment": segments}``) to count by.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``*dims, lo, n, correct, total``. Without ``dims`` every cell is present (zeros
+        included); with ``dims`` only the observed combinations.
+
+    Examples
+    --------
+    >>> g = grid_counts([0.955, 0.95, 1.0, 0.5], [1, 0, 1, float("nan")])
+    >>> g[g["total"] > 0].to_dict("list")
+    {'lo': [0.5, 0.95, 0.99], 'n': [0, 2, 1], 'correct': [0, 1, 1], 'total': [1, 2, 1]}
+    """
+    units = _step_units(step)
+    c = np.asarray(confidence, dtype=float).ravel()
+    y = np.asarray(correct, dtype=float).ravel()
+    if c.shape != y.shape:
+        raise ValueError(
+            f"confidence and correct must have the same length, got {c.size} and {y.size}"
+        )
+    bad = ~np.isfinite(c) | (c < 0) | (c > 1)
+    if bad.any():
+        raise ValueError(f"confidence has values outside [0, 1]: {c[bad][:5].tolist()}")
+    labeled = ~np.isnan(y)
+    if not np.isin(y[labeled], (0.0, 1.0)).all():
+        odd = np.unique(y[labeled][~np.isin(y[labeled], (0.0, 1.0))])[:5]
+        raise ValueError(f"correct must be 0, 1 or NaN (unlabeled), got {odd.tolist()}")
+    cell = _cells_of(c, units)
+    n_cells = _n_cells(units)
+    columns: dict[str, Any] = {}
+    if not dims:
+        key, size = cell, n_cells
+        rows = np.arange(n_cells)
+    else:
+        cols = {name: np.asarray(v).ravel() for name, v in dims.items()}
+        for name, v in cols.items():
+            if v.shape != c.shape:
+                raise ValueError(f"dims[{name!r}] has {v.size} values, confidence has {c.size}")
+        codes, uniques = pd.MultiIndex.from_arrays(list(cols.values())).factorize()
+        key, size = codes.astype(np.int64) * n_cells + cell, len(uniques) * n_cells
+        rows = np.flatnonzero(np.bincount(key, minlength=size))
+        for level, name in enumerate(cols):
+            columns[name] = np.asarray(uniques.get_level_values(level))[rows // n_cells]
+    columns[LO] = (rows % n_cells) * units / RESOLUTION
+    columns[N] = np.bincount(key[labeled], minlength=size)[rows].astype(np.int64)
+    hits = np.bincount(key[labeled], weights=y[labeled], minlength=size)[rows]
+    columns[CORRECT] = np.rint(hits).astype(np.int64)
+    columns[TOTAL] = np.bincount(key, minlength=size)[rows].astype(np.int64)
+    return pd.DataFrame(columns)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """Per-cell counts of a validated grid, summed over every other column."""
+
+    n: NDArray[np.int64]
+    correct: NDArray[np.int64]
+    total: NDArray[np.int64]
+    units: int
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                LO: _edges(self.n.size, self.units),
+                N: self.n,
+                CORRECT: self.correct,
+                TOTAL: self.total,
+            }
+        )
+
+
+def _numbers(grid: pd.DataFrame, column: str) -> NDArray[np.float64]:
+    """A column as floats; what is not a number becomes NaN (and fails validation)."""
+    try:
+        return grid[column].to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        return pd.to_numeric(grid[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _counts(grid: pd.DataFrame, column: str) -> NDArray[np.float64]:
+    v = _numbers(grid, column)
+    bad = ~np.isfinite(v) | (v < 0) | (v != np.round(v))
+    if bad.any():
+        raise ValueError(
+            f"grid column {column!r} must hold non-negative whole counts, "
+            f"got {grid[column][bad].head(3).tolist()}"
+        )
+    return v
+
+
+def _validated(
+    grid: pd.DataFrame, units: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Cell index, n, correct and total of each row of a grid frame."""
+    if not isinstance(grid, pd.DataFrame):
+        raise TypeError(f"grid must be a pandas DataFrame, got {type(grid).__name__}")
+    missing = [c for c in (LO, N, CORRECT) if c not in grid.columns]
+    if missing:
+        raise ValueError(
+            f"grid is missing column(s) {missing}; expected lo, n, correct (and optionally total), "
+            f"got {list(grid.columns)}"
+        )
+    lo = _numbers(grid, LO)
+    q = np.floor(lo * RESOLUTION + 0.5)
+    bad = ~np.isfinite(lo) | (lo < 0) | (lo >= 1) | (np.abs(lo * RESOLUTION - q) > 1e-3)
+    bad |= ~bad & (q % units != 0)
+    if bad.any():
+        raise ValueError(
+            f"grid column 'lo' must hold cell edges in [0, 1) on the {units / RESOLUTION:g} grid, "
+            f"got {grid[LO][bad].head(3).tolist()}"
+        )
+    n, k = _counts(grid, N), _counts(grid, CORRECT)
+    if (k > n).any():
+        row = int(np.argmax(k > n))
+        raise ValueError(f"grid row {row}: correct ({k[row]:g}) exceeds n ({n[row]:g})")
+    if TOTAL in grid.columns:
+        tot = _counts(grid, TOTAL)
+        if (tot < n).any():
+            row = int(np.argmax(tot < n))
+            raise ValueError(f"grid row {row}: total ({tot[row]:g}) is below n ({n[row]:g})")
+    else:
+        tot = n
+    return (q // units).astype(np.int64), n, k, tot
+
+
+def _collapse(grid: pd.DataFrame, step: float) -> _Cells:
+    units = _step_units(step)
+    idx, n, k, tot = _validated(grid, units)
+    size = _n_cells(units)
+
+    def total(w: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.rint(np.bincount(idx, weights=w, minlength=size)).astype(np.int64)
+
+    return _Cells(total(n), total(k), total(tot), units)
+
+
+def _collapse_by(grid: pd.DataFrame, by: str, step: float) -> tuple[list[Any], _Cells]:
+    """Per-cell counts for each value of ``by``: arrays of shape (groups, cells)."""
+    units = _step_units(step)
+    if by not in grid.columns:
+        raise ValueError(f"grid has no column {by!r}; columns are {list(grid.columns)}")
+    idx, n, k, tot = _validated(grid, units)
+    codes, uniques = pd.factorize(grid[by], sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"grid column {by!r} has missing values")
+    size = _n_cells(units)
+    key = codes.astype(np.int64) * size + idx
+    shape = (len(uniques), size)
+
+    def total(w: NDArray[np.float64]) -> NDArray[np.int64]:
+        counts = np.bincount(key, weights=w, minlength=shape[0] * size)
+        return np.rint(counts).astype(np.int64).reshape(shape)
+
+    return list(uniques), _Cells(total(n), total(k), total(tot), units)
+
+
+# --------------------------------------------------------------------------------------------
+# Learn-then-Test, fixed sequence
+# --------------------------------------------------------------------------------------------
+
+
+def _p_values(n: NDArray[np.int64], k: NDArray[np.int64], target: float) -> NDArray[np.float64]:
+    """Exact P(Binom(n, target) >= k); 1 where n = 0 (no evidence)."""
+    p = stats.binom.sf(k - 1, n, target)
+    return np.where(n > 0, p, 1.0)
+
+
+def min_labels_to_certify(target: float, delta: float) -> int | None:
+    """The fewest labeled items with which the binomial test can reject at all.
+
+    That is the least ``m`` with ``P(Binom(m, target) >= m) = target**m <= delta`` (all ``m``
+    items correct), about ``ceil(log(delta) / log(target))``; None when ``target`` is 1.
+
+    Examples
+    --------
+    >>> min_labels_to_certify(0.95, 0.05 / 3)
+    80
+    """
+    _check_target_delta(target, delta)
+    if target >= 1.0:
+        return None
+    if target <= 0.0:
+        return 1
+    m = max(1, math.ceil(math.log(delta) / math.log(target)))
+    # Agree with the p-value the test computes, whatever the float rounding of the estimate.
+    while m > 1 and _p_values(np.array([m - 1]), np.array([m - 1]), target)[0] <= delta:
+        m -= 1
+    while _p_values(np.array([m]), np.array([m]), target)[0] > delta:
+        m += 1
+    return m
+
+
+@functools.lru_cache(maxsize=256)
+def min_labels_to_start(target: float, delta: float) -> int | None:
+    """Labeled items the first tested threshold needs by default.
+
+    The least ``n`` at which the test would reject if the items made half the errors the
+    target allows: ``P(Binom(n, target) >= n - floor(n * (1 - target) / 2)) <= delta``. It
+    depends on counts only, never on which items are correct, so choosing the start this way
+    keeps the fixed sequence valid. Starting at `min_labels_to_certify` instead (every item
+    correct) wastes the whole walk on a handful of items: one error at the top and nothing is
+    certified. None when ``target`` is 1.
+
+    Examples
+    --------
+    >>> min_labels_to_start(0.95, 0.05 / 3)
+    271
+    """
+    m = min_labels_to_certify(target, delta)
+    if m is None or target <= 0.0:
+        return m
+    for lo in range(m, 10_000_000, 8192):
+        n = np.arange(lo, lo + 8192)
+        k = n - np.floor(n * (1 - target) / 2 + 1e-9).astype(np.int64)
+        ok = np.flatnonzero(_p_values(n, k, target) <= delta)
+        if ok.size:
+            return int(n[ok[0]])
+    return m  # pragma: no cover - a target this close to 1 cannot be certified in practice
+
+
+def _check_target_delta(target: float, delta: float) -> None:
+    if not isinstance(target, int | float) or math.isnan(target) or not 0 <= target <= 1:
+        raise ValueError(f"target must be in [0, 1], got {target!r}")
+    if not isinstance(delta, int | float) or math.isnan(delta) or not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+
+
+def _pct(x: float) -> str:
+    s = f"{100 * x:.2f}".rstrip("0").rstrip(".")
+    return f"{s} %"
+
+
+@dataclass(frozen=True)
+class Certified:
+    """The result of certifying one band's threshold.
+
+    Attributes
+    ----------
+    threshold : float or None
+        The lowest grid threshold of the fixed sequence's rejections: the items in
+        ``[threshold, upper)`` (at or above it when ``upper`` is None) are at least ``target``
+        accurate with probability at least ``1 - delta``. None when even the first tested
+        threshold fails, or when no threshold has enough items to be tested.
+    target, delta : float
+        The band's accuracy target and the error budget it was tested at.
+    upper : float or None
+        The band's fixed upper edge (None: up to 1.0 inclusive).
+    n, correct : int
+        Labeled items in the band at ``threshold`` and how many were right (0 when None).
+    p_value : float or None
+        The p-value at ``threshold``.
+    start : float or None
+        The first threshold tested (the highest with at least ``min_n`` labeled items).
+    min_n : int or None
+        Labeled items needed at the start (None: the target cannot be certified).
+    reason : str
+        Why this threshold, or why none, in a sentence.
+    curve : pandas.DataFrame
+        One row per candidate threshold below ``upper``, descending: ``threshold, n, correct,
+        accuracy, total, p_value, status`` with status ``skipped`` (too few items to test),
+        ``rejected`` (certified), ``failed`` (the first failure; the walk stops) or
+        ``untested``.
+    """
+
+    threshold: float | None
+    target: float
+    delta: float
+    upper: float | None
+    n: int
+    correct: int
+    p_value: float | None
+    start: float | None
+    min_n: int | None
+    reason: str
+    curve: pd.DataFrame = field(repr=False)
+
+    def holds_at(self, threshold: float) -> bool:
+        """True if ``threshold`` is one of the rejected (certified) grid thresholds."""
+        rejected = self.curve.loc[self.curve["status"] == "rejected", "threshold"].to_numpy()
+        return bool(np.any(np.abs(rejected - threshold) < 0.5 / RESOLUTION))
+
+
+def _walk(
+    n_in: NDArray[np.int64], p: NDArray[np.float64], need: int, delta: float
+) -> tuple[int | None, int | None, int | None]:
+    """Fixed-sequence walk over descending cells: (start, last rejected, first failed)."""
+    testable = np.flatnonzero(n_in >= need)
+    if testable.size == 0:
+        return None, None, None
+    i_start = int(testable[-1])
+    fails = np.flatnonzero(p[: i_start + 1][::-1] > delta)
+    n_rejected = int(fails[0]) if fails.size else i_start + 1
+    i_cert = i_start + 1 - n_rejected if n_rejected else None
+    i_fail = i_start - n_rejected if fails.size else None
+    return i_start, i_cert, i_fail
+
+
+def _certify_cells(
+    cells: _Cells,
+    *,
+    target: float,
+    delta: float,
+    min_start: int | None = None,
+    upper: int | None = None,
+) -> Certified:
+    """Learn-then-Test over the cells below ``upper`` (a cell index; None: all cells)."""
+    units = cells.units
+    fmt = f".{_decimals(units)}f"
+    size = cells.n.size if upper is None else upper
+    n_in = np.cumsum(cells.n[:size][::-1])[::-1]
+    k_in = np.cumsum(cells.correct[:size][::-1])[::-1]
+    tot_in = np.cumsum(cells.total[:size][::-1])[::-1]
+    p = _p_values(n_in, k_in, target)
+    min_n = min_labels_to_certify(target, delta)
+    status = np.full(size, "skipped", dtype=object)
+    i_start = i_cert = i_fail = None
+    if min_n is None:
+        reason = f"a {_pct(target)} target cannot be certified from a finite sample"
+    elif size == 0:
+        reason = "no room below the band above"
+    else:
+        need = max(min_n, min_labels_to_start(target, delta) if min_start is None else min_start)
+        i_start, i_cert, i_fail = _walk(n_in, p, need, delta)
+        if i_start is None:
+            reason = (
+                f"needs ≥ {need:,} labeled items to test a {_pct(target)} target at "
+                f"δ = {delta:.3g}; has {int(n_in[0]):,}"
+            )
+        else:
+            status[: i_start + 1] = "untested"
+            low = i_cert if i_cert is not None else i_start + 1
+            status[low : i_start + 1] = "rejected"
+            fail_text = ""
+            if i_fail is not None:
+                status[i_fail] = "failed"
+                fail_text = (
+                    f"{_edge(i_fail, units):{fmt}} fails: {int(k_in[i_fail]):,} of "
+                    f"{int(n_in[i_fail]):,} correct (p = {p[i_fail]:.3g} > δ = {delta:.3g})"
+                )
+            if i_cert is None:
+                reason = f"the first tested threshold {fail_text}"
+            else:
+                reason = (
+                    f"certified from {_edge(i_start, units):{fmt}} down to "
+                    f"{_edge(i_cert, units):{fmt}}; "
+                    + (fail_text or "every lower threshold holds too")
+                )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n_in > 0, k_in / np.maximum(n_in, 1), np.nan)
+    curve = pd.DataFrame(
+        {
+            "threshold": _edges(size, units),
+            N: n_in,
+            CORRECT: k_in,
+            "accuracy": acc,
+            TOTAL: tot_in,
+            "p_value": p,
+            "status": status.astype(str),
+        }
+    )
+    return Certified(
+        threshold=None if i_cert is None else _edge(i_cert, units),
+        target=float(target),
+        delta=float(delta),
+        upper=None if upper is None or upper >= cells.n.size else _edge(upper, units),
+        n=0 if i_cert is None else int(n_in[i_cert]),
+        correct=0 if i_cert is None else int(k_in[i_cert]),
+        p_value=None if i_cert is None else float(p[i_cert]),
+        start=None if i_start is None else _edge(i_start, units),
+        min_n=min_n,
+        reason=reason,
+        curve=curve.iloc[::-1].reset_index(drop=True),
+    )
+
+
+def certify_threshold(
+    grid: pd.DataFrame,
+    *,
+    target: float,
+    delta: float,
+    step: float = 0.01,
+    upper: float | None = None,
+    min_start: int | None = None,
+) -> Certified:
+    """Certify the lowest threshold whose items reach ``target`` accuracy (Learn-then-Test).
+
+    For each grid threshold ``t``, descending, H0 is "the items with confidence ≥ t (below
+    ``upper`` if given) are less than ``target`` accurate", tested with the exact binomial
+    p-value ``P(Binom(n_t, target) >= k_t)`` on the integer counts ``n_t`` (labeled items) and
+    ``k_t`` (correct ones). The walk starts at the highest ``t`` with at least ``min_start``
+    labeled items and goes down while ``p_t <= delta``; the recommended threshold is the last
+    rejection before the first failure. Fixed-sequence testing needs no multiplicity
+    correction: every rejected threshold holds, together, with probability at least
+    ``1 - delta``. The start depends on counts only, never on correctness.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        The grid frame (``lo, n, correct``; other columns are summed over).
+    target : float
+        Accuracy the items must reach, in [0, 1].
+    delta : float
+        Error budget in (0, 1): the probability that the statement is wrong.
+    step : float, default 0.01
+        The grid's cell width.
+    upper : float, optional
+        A fixed upper edge on the grid: only items below it count (a band under a higher band).
+    min_start : int, optional
+        Labeled items the first tested threshold needs; never less than
+        `min_labels_to_certify` (the fewest with which the test can reject at all, all of them
+        correct), which ``min_start=0`` selects. The default, `min_labels_to_start`, asks for
+        enough items that the test passes with half the errors the target allows.
+
+    Returns
+    -------
+    Certified
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> c = rng.uniform(0.5, 1.0, 20_000)
+    >>> cert = certify_threshold(grid_counts(c, rng.random(c.size) < c), target=0.9, delta=0.05)
+    >>> 0.78 <= cert.threshold <= 0.84
+    True
+    """
+    _check_target_delta(target, delta)
+    if min_start is not None and (not isinstance(min_start, int | np.integer) or min_start < 0):
+        raise ValueError(f"min_start must be a non-negative integer, got {min_start!r}")
+    cells = _collapse(grid, step)
+    i_upper = None if upper is None else _grid_index(upper, cells.units, name="upper")
+    return _certify_cells(cells, target=target, delta=delta, min_start=min_start, upper=i_upper)
+
+
+# --------------------------------------------------------------------------------------------
+# Bands
+# --------------------------------------------------------------------------------------------
+
+
+def _wilson(
+    k: NDArray[np.int64] | int, n: NDArray[np.int64] | int, level: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Wilson score interval (two-sided, ``level``); NaN where n = 0."""
+    k_arr, n_arr = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    z = stats.norm.ppf(0.5 + level / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k_arr / n_arr
+        denom = 1 + z * z / n_arr
+        center = (p + z * z / (2 * n_arr)) / denom
+        half = z * np.sqrt(p * (1 - p) / n_arr + z * z / (4 * n_arr * n_arr)) / denom
+    lo = np.where(n_arr > 0, np.clip(center - half, 0, 1), np.nan)
+    hi = np.where(n_arr > 0, np.clip(center + half, 0, 1), np.nan)
+    return lo, hi
+
+
+def _ranges(idx: Mapping[str, int | None], size: int) -> dict[str, tuple[int, int] | None]:
+    """Cell ranges [lo, hi) per band from ordered threshold indices (None: no such band)."""
+    out: dict[str, tuple[int, int] | None] = {}
+    upper = size
+    for band in BANDS:
+        i = idx.get(band)
+        if i is None:
+            out[band] = None
+            continue
+        i = min(i, size)
+        out[band] = (i, max(i, upper))
+        upper = min(upper, i)
+    out[HUMAN] = (0, upper)
+    return out
+
+
+def _sum(a: NDArray[np.int64], r: tuple[int, int] | None) -> NDArray[np.int64] | int:
+    if r is None:
+        return np.zeros(a.shape[:-1], dtype=np.int64) if a.ndim > 1 else 0
+    return a[..., r[0] : r[1]].sum(axis=-1)
+
+
+def _current_thresholds(
+    routing: Any,
+    current: Mapping[str, float | None] | None,
+) -> dict[str, float | None]:
+    if current is None:
+        return {b: getattr(routing, b) for b in BANDS}
+    unknown = set(current) - set(BANDS)
+    if unknown:
+        raise ValueError(f"current has unknown band(s) {sorted(unknown)}; expected {BANDS}")
+    return {b: current.get(b) for b in BANDS}
+
+
+def _indices(
+    thresholds: Mapping[str, float | None],
+    units: int,
+    *,
+    name: str,
+) -> dict[str, int | None]:
+    idx = {
+        b: None
+        if thresholds.get(b) is None
+        else _grid_index(float(thresholds[b]), units, name=f"{name}[{b!r}]")  # type: ignore[arg-type]
+        for b in BANDS
+    }
+    present = [(b, i) for b, i in idx.items() if i is not None]
+    for (hb, hi), (lb, li) in itertools.pairwise(present):
+        if li > hi:
+            raise ValueError(
+                f"{name} must keep the bands ordered (review ≤ confirm ≤ auto), got "
+                f"{lb}={thresholds[lb]} above {hb}={thresholds[hb]}"
+            )
+    return idx
+
+
+@dataclass(frozen=True)
+class BandRecommendation:
+    """One routing band of a recommendation.
+
+    Attributes
+    ----------
+    band : str
+        ``auto``, ``confirm``, ``review`` or ``human`` (below every other band).
+    threshold : float or None
+        The band's lower confidence edge; None when the band is not offered (items fall to the
+        next band down). The human band's threshold is 0.
+    upper : float or None
+        The next band up's threshold (the band is ``[threshold, upper)``); None: up to 1.0.
+    target : float or None
+        The accuracy target (None for the human band).
+    certified : Certified or None
+        The Learn-then-Test result behind the threshold (None if the band was not tested).
+    reason : str
+        Why this threshold, or why none (certification, progression).
+    n, correct : int
+        Labeled items routed to the band and how many were right.
+    accuracy, ci_low, ci_high : float
+        Their accuracy with a Wilson interval (NaN when n = 0).
+    items : int
+        All items (labeled or not) routed to the band; ``share`` is their share of traffic and
+        ``items_per_day`` the daily average (None when the number of days is unknown).
+    current_threshold, current_items, current_share, current_accuracy
+        The same under the current config (NaN when the current threshold is off the grid).
+    guarantee : str or None
+        The finite-sample statement in words, when the threshold carries one.
+    """
+
+    band: str
+    threshold: float | None
+    upper: float | None
+    target: float | None
+    certified: Certified | None = field(repr=False)
+    reason: str
+    n: int
+    correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    items: int
+    share: float
+    items_per_day: float | None
+    current_threshold: float | None
+    current_items: float
+    current_share: float
+    current_accuracy: float
+    guarantee: str | None
+
+    @property
+    def change(self) -> str:
+        """The change from the current config, e.g. ``0.95 → 0.96``."""
+        old, new = self.current_threshold, self.threshold
+        if old is not None and new is not None and abs(old - new) < 0.5 / RESOLUTION:
+            return f"unchanged ({_show(new)})"
+        return f"{_show(old)} → {_show(new)}"
+
+
+def _show(t: float | None) -> str:
+    if t is None:
+        return "none"
+    s = f"{t:.6f}".rstrip("0")
+    return s + "0" * max(0, 2 - len(s.split(".")[1]))
+
+
+@dataclass(frozen=True)
+class ThresholdRecommendation:
+    """Recommended routing thresholds with their evidence, per band.
+
+    Attributes
+    ----------
+    bands : tuple of BandRecommendation
+        auto, confirm, review, human, in that order.
+    delta : float
+        The overall error budget; each tested band got ``delta / tested``.
+    step : float
+        The grid's cell width.
+    n_labeled, n_total : int
+        Labeled items behind the certification; all items (traffic).
+    days : int or None
+        Days of traffic in the grid (for per-day workloads).
+    human_workload_per_day, current_human_workload_per_day : float or None
+        Items per day not auto-processed, recommended and current.
+    guarantee : str
+        The joint statement (all bands' guarantees hold together with probability ≥ 1 - δ).
+    group : str or None
+        The population, e.g. ``segment = smb`` (None: everything in the grid).
+    stage : Stage or None
+        The progression stage applied (None: the certified thresholds, not yet staged).
+    notes : tuple of str
+        Progression notes and why nothing was certified, in order.
+    population : str
+        How the guarantee names the data.
+    confidence_level : float
+        Level of the Wilson intervals.
+    min_labels : int
+        Labeled items needed before any band is certified.
+    cells : pandas.DataFrame
+        The collapsed grid (``lo, n, correct, total``) the numbers come from.
+    """
+
+    bands: tuple[BandRecommendation, ...]
+    delta: float
+    step: float
+    n_labeled: int
+    n_total: int
+    days: int | None
+    human_workload_per_day: float | None
+    current_human_workload_per_day: float | None
+    guarantee: str
+    group: str | None
+    stage: Stage | None
+    notes: tuple[str, ...]
+    population: str
+    confidence_level: float
+    min_labels: int
+    cells: pd.DataFrame = field(repr=False)
+
+    def band(self, name: str) -> BandRecommendation:
+        """The recommendation for one band (``auto``, ``confirm``, ``review``, ``human``)."""
+        for b in self.bands:
+            if b.band == name:
+                return b
+        raise KeyError(f"no band {name!r}; expected one of {ALL_BANDS}")
+
+    @property
+    def thresholds(self) -> dict[str, float | None]:
+        """Band → recommended threshold (None: band not offered)."""
+        return {b.band: b.threshold for b in self.bands if b.band != HUMAN}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per band: threshold, target, traffic, accuracy with CI, change, reasons."""
+        rows = []
+        for b in self.bands:
+            rows.append(
+                {
+                    "group": self.group,
+                    "band": b.band,
+                    "threshold": b.threshold,
+                    "upper": b.upper,
+                    "target": b.target,
+                    "n": b.n,
+                    "correct": b.correct,
+                    "accuracy": b.accuracy,
+                    "ci_low": b.ci_low,
+                    "ci_high": b.ci_high,
+                    "items": b.items,
+                    "share": b.share,
+                    "items_per_day": b.items_per_day,
+                    "current_threshold": b.current_threshold,
+                    "current_share": b.current_share,
+                    "current_accuracy": b.current_accuracy,
+                    "change": b.change,
+                    "reason": b.reason,
+                    "guarantee": b.guarantee,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _population(grid: pd.DataFrame, population: str | None) -> str:
+    if population is not None:
+        return population
+    if "model_version" in grid.columns:
+        versions = grid.loc[grid[N] > 0, "model_version"].dropna().unique()
+        if len(versions) == 1:
+            return f"labeled items of model {versions[0]}"
+    return "labeled items"
+
+
+def _days(grid: pd.DataFrame, days: int | None) -> int | None:
+    if days is not None:
+        if not isinstance(days, int | np.integer) or days < 1:
+            raise ValueError(f"days must be a positive integer, got {days!r}")
+        return int(days)
+    if DAY in grid.columns:
+        return int(grid[DAY].nunique()) or None
+    return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Thresholds chosen per band before the numbers are assembled."""
+
+    thresholds: dict[str, float | None]
+    certs: dict[str, Certified | None]
+    reasons: dict[str, str]
+    targets: dict[str, float | None]
+    notes: tuple[str, ...] = ()
+
+
+def _plan(
+    cells: _Cells,
+    targets: Mapping[str, float | None],
+    delta: float,
+    *,
+    min_labels: int,
+    closed: Mapping[str, str] | None = None,
+    floors: Mapping[str, float | None] | None = None,
+    floor_why: str = "",
+) -> _Plan:
+    """Certify the bands top-down, each below the threshold chosen for the band above.
+
+    ``closed`` bands (band → reason) are not offered and not tested; δ is split over the
+    tested ones. A ``floors`` entry raises a certified threshold to at least the floor (the
+    band above's threshold at most: a higher floor empties the band and is noted).
+    """
+    units, size = cells.units, cells.n.size
+    fmt = f".{_decimals(units)}f"
+    closed, floors = closed or {}, floors or {}
+    targets = {b: targets.get(b) for b in BANDS}
+    thresholds: dict[str, float | None] = dict.fromkeys(BANDS)
+    certs: dict[str, Certified | None] = dict.fromkeys(BANDS)
+    reasons = {b: closed.get(b, "no target configured for this band") for b in BANDS}
+    n_labeled = int(cells.n.sum())
+    if n_labeled < min_labels:
+        why = f"needs ≥ {min_labels:,} labeled items; has {n_labeled:,}"
+        return _Plan(thresholds, certs, dict.fromkeys(BANDS, why), targets, (why,))
+    tested = [b for b in BANDS if targets[b] is not None and b not in closed]
+    notes: list[str] = []
+    upper = size
+    for band in tested:
+        cert = _certify_cells(
+            cells, target=float(targets[band]), delta=delta / len(tested), upper=upper
+        )
+        certs[band], reasons[band] = cert, cert.reason
+        t, floor = cert.threshold, floors.get(band)
+        if t is not None and floor is not None and t < floor - 0.5 / RESOLUTION:
+            i_floor = _grid_index(float(floor), units, name=f"floors[{band!r}]")
+            t = _edge(min(i_floor, upper), units)
+            note = (
+                f"{band}: {floor_why}raised from the certified {cert.threshold:{fmt}} to {t:{fmt}}"
+            )
+            if i_floor > upper:
+                note += f" (the floor {floor:{fmt}} is above the band above: the band is empty)"
+            elif not cert.holds_at(t):
+                note += f" ({t:{fmt}} lies above the tested range: not certified there)"
+            reasons[band] = note
+            notes.append(note)
+        thresholds[band] = t
+        if t is not None:
+            upper = _grid_index(t, units, name=band)
+    return _Plan(thresholds, certs, reasons, targets, tuple(notes))
+
+
+def _assemble(
+    cells: _Cells,
+    plan: _Plan,
+    *,
+    delta: float,
+    current: Mapping[str, float | None],
+    days: int | None,
+    level: float,
+    population: str,
+    group: str | None,
+    stage: Stage | None,
+    min_labels: int,
+) -> ThresholdRecommendation:
+    units, size = cells.units, cells.n.size
+    idx = _indices(plan.thresholds, units, name="thresholds")
+    rng = _ranges(idx, size)
+    try:
+        cur_rng: dict[str, tuple[int, int] | None] | None = _ranges(
+            _indices(current, units, name="current"), size
+        )
+    except ValueError:
+        cur_rng = None  # a current threshold off the grid: its numbers are unknown
+    n_labeled, n_total = int(cells.n.sum()), int(cells.total.sum())
+    tested = [b for b in BANDS if plan.certs.get(b) is not None]
+    confidence = _pct(1 - delta)
+    bands = []
+    for band in ALL_BANDS:
+        r = rng[band]
+        n, k, items = int(_sum(cells.n, r)), int(_sum(cells.correct, r)), int(_sum(cells.total, r))
+        lo, hi = _wilson(k, n, level)
+        cert = plan.certs.get(band)
+        t = 0.0 if band == HUMAN else plan.thresholds[band]
+        upper = None
+        if r is not None and r[1] < size:
+            upper = _edge(r[1], units)
+        guarantee = None
+        target = plan.targets.get(band)
+        if (
+            t is not None
+            and cert is not None
+            and target is not None
+            and cert.holds_at(t)
+            and cert.upper == upper
+        ):
+            fmt = f".{_decimals(units)}f"
+            where = f"at or above {t:{fmt}}" if upper is None else f"in [{t:{fmt}}, {upper:{fmt}})"
+            guarantee = (
+                f"With probability at least {confidence}, items {where} are at least "
+                f"{_pct(target)} accurate (Learn-then-Test, fixed sequence, "
+                f"n = {n_labeled:,} {population})"
+            )
+        if cur_rng is None:
+            cur_items, cur_share, cur_acc = math.nan, math.nan, math.nan
+        else:
+            cr = cur_rng[band]
+            cur_items = float(_sum(cells.total, cr))
+            cn, ck = int(_sum(cells.n, cr)), int(_sum(cells.correct, cr))
+            cur_share = cur_items / n_total if n_total else math.nan
+            cur_acc = ck / cn if cn else math.nan
+        bands.append(
+            BandRecommendation(
+                band=band,
+                threshold=t,
+                upper=upper,
+                target=target,
+                certified=cert,
+                reason=plan.reasons.get(band, "below every other band"),
+                n=n,
+                correct=k,
+                accuracy=k / n if n else math.nan,
+                ci_low=float(lo),
+                ci_high=float(hi),
+                items=items,
+                share=items / n_total if n_total else math.nan,
+                items_per_day=items / days if days else None,
+                current_threshold=0.0 if band == HUMAN else current.get(band),
+                current_items=cur_items,
+                current_share=cur_share,
+                current_accuracy=cur_acc,
+                guarantee=guarantee,
+            )
+        )
+    auto, cur_auto = bands[0], bands[0].current_items
+    workload = (n_total - auto.items) / days if days else None
+    cur_workload = (n_total - cur_auto) / days if days and not math.isnan(cur_auto) else None
+    held = [b.band for b in bands if b.guarantee]
+    if held:
+        joint = (
+            f"With probability at least {confidence}, all of these hold together "
+            f"({', '.join(held)}; δ = {delta:g} split Bonferroni across {len(tested)} tested "
+            f"band{'s' if len(tested) != 1 else ''})"
+        )
+    else:
+        joint = "No band carries a certified threshold; everything goes to human review."
+    return ThresholdRecommendation(
+        bands=tuple(bands),
+        delta=delta,
+        step=units / RESOLUTION,
+        n_labeled=n_labeled,
+        n_total=n_total,
+        days=days,
+        human_workload_per_day=workload,
+        current_human_workload_per_day=cur_workload,
+        guarantee=joint,
+        group=group,
+        stage=stage,
+        notes=plan.notes,
+        population=population,
+        confidence_level=level,
+        min_labels=int(min_labels),
+        cells=cells.frame(),
+    )
+
+
+def _check_routing(routing: Any) -> None:
+    for attr in ("auto", "confirm", "review", "targets", "delta", "grid_step"):
+        if not hasattr(routing, attr):
+            raise TypeError(
+                f"routing must be a trustramp.config.Routing (config.routing), "
+                f"got {type(routing).__name__} without {attr!r}"
+            )
+
+
+def _check_min_labels(min_labels: int) -> None:
+    if not isinstance(min_labels, int | np.integer) or min_labels < 0:
+        raise ValueError(f"min_labels must be a non-negative integer, got {min_labels!r}")
+
+
+def recommend_thresholds(
+    grid: pd.DataFrame,
+    routing: Any,
+    *,
+    min_labels: int = 200,
+    current: Mapping[str, float | None] | None = None,
+    days: int | None = None,
+    confidence_level: float = 0.95,
+    population: str | None = None,
+    group: str | None = None,
+) -> ThresholdRecommendation:
+    """Recommend the auto, confirm and review thresholds, each certified for its target.
+
+    The target is met by the items each band would route (SPEC 3.4), so the bands are
+    certified top-down: auto on the items at or above ``t``; confirm on the items in
+    ``[t, t_auto)``; review on ``[t, t_confirm)`` (a band that is not offered passes its upper
+    edge on to the band below). Each walk runs below the band above, so the bands stay ordered
+    (review ≤ confirm ≤ auto) by construction; a floor that would lift a band above the one
+    above (`apply_progression`) empties it instead and says so. δ is split Bonferroni over the
+    bands tested, so all statements hold together with probability at least
+    ``1 - routing.delta``. Traffic shares come from ``total`` (all items) when the grid has it.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        The grid frame of one model version's clean (unshown) labeled items; other columns are
+        summed over. A ``day`` column gives the number of days for per-day workloads.
+    routing : trustramp.config.Routing
+        Targets, δ, grid step and the current thresholds.
+    min_labels : int, default 200
+        Below this many labeled items no band is certified (pass
+        ``config.statistics.min_samples``).
+    current : mapping of band to threshold, optional
+        The thresholds in force, for the old → new comparison; defaults to ``routing``'s.
+    days : int, optional
+        Days of traffic in the grid; defaults to the number of distinct ``day`` values.
+    confidence_level : float, default 0.95
+        Level of the Wilson intervals shown per band.
+    population : str, optional
+        How the guarantee names the data, e.g. ``"labeled unshown items of model v2"``; defaults
+        to ``labeled items`` (``of model <v>`` when the grid has one model_version).
+    group : str, optional
+        A label for the population, e.g. ``"segment = smb"``.
+
+    Returns
+    -------
+    ThresholdRecommendation
+    """
+    _check_routing(routing)
+    _check_min_labels(min_labels)
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+    cells = _collapse(grid, routing.grid_step)
+    return _assemble(
+        cells,
+        _plan(cells, routing.targets, routing.delta, min_labels=min_labels),
+        delta=routing.delta,
+        current=_current_thresholds(routing, current),
+        days=_days(grid, days),
+        level=confidence_level,
+        population=_population(grid, population),
+        group=group,
+        stage=None,
+        min_labels=min_labels,
+    )
+
+
+@dataclass(frozen=True)
+class GroupRecommendation:
+    """Threshold recommendations per group (segment or customer).
+
+    Attributes
+    ----------
+    by : str
+        The grouping column.
+    by_group : dict of str to ThresholdRecommendation
+        The reported groups; a group below ``min_labels`` gets no band at all (it never borrows
+        the global thresholds) and says why.
+    omitted : int
+        Groups below ``min_labels`` that were left out (customers are reported only with enough
+        labels; they then follow their segment's routing).
+    min_labels : int
+        The labeled items a group needs.
+    """
+
+    by: str
+    by_group: dict[str, ThresholdRecommendation]
+    omitted: int
+    min_labels: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """All groups' band tables stacked, with the group's value in column ``by``."""
+        frames = [r.to_frame().assign(**{self.by: g}) for g, r in self.by_group.items()]
+        if not frames:
+            return pd.DataFrame()
+        out = pd.concat(frames, ignore_index=True)
+        return out[[self.by, *[c for c in out.columns if c != self.by]]]
+
+
+def recommend_by_group(
+    grid: pd.DataFrame,
+    routing: Any,
+    *,
+    by: str = "segment",
+    min_labels: int = 200,
+    include_insufficient: bool | None = None,
+    confidence_level: float = 0.95,
+    population: str | None = None,
+) -> GroupRecommendation:
+    """Recommend thresholds separately for each value of ``by`` (segments or customers).
+
+    Each group is certified on its own labels only, at the full ``routing.delta`` (its
+    statements hold with probability ≥ 1 - δ per group). A group with fewer than ``min_labels``
+    labeled items gets no band ("needs ≥ 770 labeled items; has 120") instead of borrowing the
+    global thresholds. The current thresholds of a group are its override in
+    ``routing.segment_overrides`` (``customer_overrides`` for ``by="customer_id"``) over the
+    global ones.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        The grid frame with a ``by`` column.
+    routing : trustramp.config.Routing
+    by : str, default "segment"
+    min_labels : int, default 200
+        Labeled items a group needs before any band is certified for it.
+    include_insufficient : bool, optional
+        Report groups below ``min_labels`` (with the reason). Defaults to True, except for
+        ``by="customer_id"``, where only customers with enough labels are reported.
+    confidence_level : float, default 0.95
+        Level of the Wilson intervals.
+    population : str, optional
+        As in `recommend_thresholds`.
+
+    Returns
+    -------
+    GroupRecommendation
+    """
+    _check_routing(routing)
+    _check_min_labels(min_labels)
+    if include_insufficient is None:
+        include_insufficient = by != "customer_id"
+    values, cells = _collapse_by(grid, by, routing.grid_step)
+    overrides = routing.customer_overrides if by == "customer_id" else routing.segment_overrides
+    days, pop = _days(grid, None), _population(grid, population)
+    out: dict[str, ThresholdRecommendation] = {}
+    omitted = 0
+    for g, value in enumerate(values):
+        one = _Cells(cells.n[g], cells.correct[g], cells.total[g], cells.units)
+        if int(one.n.sum()) < min_labels and not include_insufficient:
+            omitted += 1
+            continue
+        override = overrides.get(str(value)) if by in ("segment", "customer_id") else None
+        current = {
+            b: (
+                getattr(override, b)
+                if override is not None and getattr(override, b) is not None
+                else getattr(routing, b)
+            )
+            for b in BANDS
+        }
+        out[str(value)] = _assemble(
+            one,
+            _plan(one, routing.targets, routing.delta, min_labels=min_labels),
+            delta=routing.delta,
+            current=current,
+            days=days,
+            level=confidence_level,
+            population=pop,
+            group=f"{by} = {value}",
+            stage=None,
+            min_labels=min_labels,
+        )
+    return GroupRecommendation(by=by, by_group=out, omitted=omitted, min_labels=int(min_labels))
+
+
+# --------------------------------------------------------------------------------------------
+# Progression
+# --------------------------------------------------------------------------------------------
+
+
+def _as_date(d: dt.date | dt.datetime | str, name: str) -> dt.date:
+    if isinstance(d, str):
+        try:
+            return dt.date.fromisoformat(d[:10])
+        except ValueError:
+            raise ValueError(f"{name} must be a date, got {d!r}") from None
+    if isinstance(d, dt.datetime):
+        return d.date()
+    if isinstance(d, dt.date):
+        return d
+    raise ValueError(f"{name} must be a date, got {d!r}")
+
+
+def progression_stage(
+    phase_started: dt.date | dt.datetime | str | None, as_of: dt.date | dt.datetime | str
+) -> Stage:
+    """The playbook's threshold stage on ``as_of`` for a phase that started on ``phase_started``.
+
+    Days 0-13 of the phase (weeks 1-2) are conservative, days 14-27 (weeks 3-4) moderate, from
+    day 28 (week 5) on optimized.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> progression_stage(dt.date(2026, 3, 2), dt.date(2026, 3, 16))
+    <Stage.MODERATE: 'moderate'>
+    """
+    if phase_started is None:
+        raise ValueError("phase_started is None; set phase_started in the rollout config")
+    start, day = _as_date(phase_started, "phase_started"), _as_date(as_of, "as_of")
+    elapsed = (day - start).days
+    if elapsed < 0:
+        raise ValueError(f"as_of ({day}) is before phase_started ({start})")
+    if elapsed < 14:
+        return Stage.CONSERVATIVE
+    if elapsed < 28:
+        return Stage.MODERATE
+    return Stage.OPTIMIZED
+
+
+def apply_progression(
+    rec: ThresholdRecommendation,
+    stage: Stage | str,
+    *,
+    floors: Mapping[str, float | None] | None = None,
+) -> ThresholdRecommendation:
+    """Re-plan a recommendation for a progression stage (playbook section 5).
+
+    - ``conservative`` (weeks 1-2): no auto and no confirm band; everything goes to human
+      review. Only the review band is certified, with the whole δ.
+    - ``moderate`` (weeks 3-4): auto-process only at high confidence: auto = max(certified,
+      floor) and confirm = max(certified, floor), the floors being the current config's
+      thresholds (0.95 and 0.80 by default). A band without a certified threshold stays closed;
+      a raised threshold keeps its guarantee when it lies in the certified range.
+    - ``optimized`` (week 5 on): the certified thresholds, as `recommend_thresholds` gave them.
+
+    The bands are certified again top-down from ``rec.cells`` (each band below the one above,
+    δ split over the tested bands), so every guarantee refers to the band as staged. The stage
+    comes from the calendar (`progression_stage`), never from the data, so each stage's
+    procedure holds its guarantee on its own.
+
+    Parameters
+    ----------
+    rec : ThresholdRecommendation
+        From `recommend_thresholds` or `recommend_by_group` (not already staged).
+    stage : Stage or str
+    floors : mapping of band to threshold, optional
+        The moderate stage's floors for ``auto`` and ``confirm``; default: the current ones.
+
+    Returns
+    -------
+    ThresholdRecommendation
+    """
+    stage = Stage(stage)
+    if rec.stage is not None:
+        raise ValueError(f"rec already has stage {rec.stage.value!r}; pass an unstaged one")
+    current = {b: rec.band(b).current_threshold for b in BANDS}
+    closed: dict[str, str] = {}
+    use_floors: dict[str, float | None] = {}
+    why = ""
+    if stage is Stage.CONSERVATIVE:
+        closed = dict.fromkeys(
+            ("auto", "confirm"), "weeks 1–2 of the phase: conservative, everything to human review"
+        )
+    elif stage is Stage.MODERATE:
+        use_floors = {b: current[b] for b in ("auto", "confirm")}
+        if floors is not None:
+            unknown = set(floors) - {"auto", "confirm"}
+            if unknown:
+                raise ValueError(
+                    f"floors has unknown band(s) {sorted(unknown)}; expected auto, confirm"
+                )
+            use_floors.update(floors)
+        why = "weeks 3–4 of the phase: moderate, "
+    cells = _collapse(rec.cells, rec.step)
+    plan = _plan(
+        cells,
+        {b: rec.band(b).target for b in BANDS},
+        rec.delta,
+        min_labels=rec.min_labels,
+        closed=closed,
+        floors=use_floors,
+        floor_why=why,
+    )
+    if closed and int(cells.n.sum()) >= rec.min_labels:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, closed["auto"]))
+    return _assemble(
+        cells,
+        plan,
+        delta=rec.delta,
+        current=current,
+        days=rec.days,
+        level=rec.confidence_level,
+        population=rec.population,
+        group=rec.group,
+        stage=stage,
+        min_labels=rec.min_labels,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# What-if replay
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A what-if replay of routing policies on logged traffic.
+
+    Attributes
+    ----------
+    by_day : pandas.DataFrame
+        Tidy: ``policy, day, band, threshold, items, n, correct, accuracy, ci_low, ci_high``;
+        ``items`` counts all traffic, ``n``/``correct`` the labeled items.
+    summary : pandas.DataFrame
+        The same over all days, with ``share`` and ``items_per_day``.
+    workload : pandas.DataFrame
+        ``policy, day, human_workload``: items not auto-processed.
+    difference : pandas.DataFrame or None
+        ``day, band, proposed, current, difference`` in items (None without a current policy);
+        the rows with band ``human_workload`` compare the workloads.
+    """
+
+    by_day: pd.DataFrame
+    summary: pd.DataFrame
+    workload: pd.DataFrame
+    difference: pd.DataFrame | None
+
+
+def _replay_one(
+    name: str, policy: Mapping[str, float | None], days: list[Any], cells: _Cells, level: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    idx = _indices(policy, cells.units, name=f"{name} policy")
+    rng = _ranges(idx, cells.n.shape[-1])
+    rows, summary = [], []
+    grand_total = int(cells.total.sum())
+    for band in ALL_BANDS:
+        r = rng[band]
+        items, n, k = (np.asarray(_sum(a, r)) for a in (cells.total, cells.n, cells.correct))
+        lo, hi = _wilson(k, n, level)
+        t = 0.0 if band == HUMAN else policy.get(band)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "policy": name,
+                    "day": days,
+                    "band": band,
+                    "threshold": t,
+                    "items": items,
+                    N: n,
+                    CORRECT: k,
+                    "accuracy": acc,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
+            )
+        )
+        ti, tn, tk = int(items.sum()), int(n.sum()), int(k.sum())
+        slo, shi = _wilson(tk, tn, level)
+        summary.append(
+            {
+                "policy": name,
+                "band": band,
+                "threshold": t,
+                "items": ti,
+                "share": ti / grand_total if grand_total else math.nan,
+                "items_per_day": ti / len(days),
+                N: tn,
+                CORRECT: tk,
+                "accuracy": tk / tn if tn else math.nan,
+                "ci_low": float(slo),
+                "ci_high": float(shi),
+            }
+        )
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
+
+
+def replay_policy(
+    grid_by_day: pd.DataFrame,
+    policy: Mapping[str, float | None],
+    *,
+    current: Mapping[str, float | None] | None = None,
+    step: float = 0.01,
+    confidence_level: float = 0.95,
+) -> Replay:
+    """Replay routing thresholds on logged traffic: items, accuracy and workload per day.
+
+    Parameters
+    ----------
+    grid_by_day : pandas.DataFrame
+        The grid frame with a ``day`` column (other columns are summed over).
+    policy : mapping of band to threshold
+        The proposed thresholds, e.g. ``{"auto": 0.92, "confirm": 0.8, "review": 0.6}``; a band
+        that is missing or None is not offered. Thresholds must lie on the grid and be ordered.
+    current : mapping of band to threshold, optional
+        The policy to compare with (e.g. the config's thresholds).
+    step : float, default 0.01
+        The grid's cell width.
+    confidence_level : float, default 0.95
+        Level of the Wilson intervals.
+
+    Returns
+    -------
+    Replay
+    """
+    if DAY not in grid_by_day.columns:
+        raise ValueError(f"grid_by_day needs a 'day' column, got {list(grid_by_day.columns)}")
+    policies = {"proposed": policy} if current is None else {"proposed": policy, "current": current}
+    for name, p in policies.items():
+        unknown = set(p) - set(BANDS)
+        if unknown:
+            raise ValueError(
+                f"{name} policy has unknown band(s) {sorted(unknown)}; expected {list(BANDS)}"
+            )
+    days, cells = _collapse_by(grid_by_day, DAY, step)
+    parts = [_replay_one(name, p, days, cells, confidence_level) for name, p in policies.items()]
+    by_day = pd.concat([p[0] for p in parts], ignore_index=True)
+    summary = pd.concat([p[1] for p in parts], ignore_index=True)
+    per_day = cells.total.sum(axis=-1)
+    auto = by_day[by_day["band"] == "auto"]
+    workload = pd.DataFrame(
+        {
+            "policy": auto["policy"].to_numpy(),
+            "day": auto["day"].to_numpy(),
+            "human_workload": np.tile(per_day, len(policies)) - auto["items"].to_numpy(),
+        }
+    )
+    difference = None
+    if current is not None:
+        wide = by_day.pivot_table(
+            index=["day", "band"], columns="policy", values="items", sort=False
+        ).reset_index()
+        load = (
+            workload.pivot_table(index="day", columns="policy", values="human_workload", sort=False)
+            .reset_index()
+            .assign(band="human_workload")
+        )
+        difference = pd.concat([wide, load], ignore_index=True)[
+            ["day", "band", "proposed", "current"]
+        ]
+        difference[["proposed", "current"]] = difference[["proposed", "current"]].astype("int64")
+        difference["difference"] = difference["proposed"] - difference["current"]
+        difference.columns.name = None
+    return Replay(by_day=by_day, summary=summary, workload=workload, difference=difference)
+
+
+# --------------------------------------------------------------------------------------------
+# Config patch
+# --------------------------------------------------------------------------------------------
+
+
+def _routing_values(rec: ThresholdRecommendation) -> dict[str, float]:
+    """Band thresholds for the config: a closed band sits at the next band up (empty)."""
+    out: dict[str, float] = {}
+    above = 1.0
+    digits = _decimals(_step_units(rec.step))
+    for band in BANDS:
+        t = rec.band(band).threshold
+        value = above if t is None else t
+        out[band] = round(value, digits)
+        above = value
+    return out
+
+
+def to_config_patch(
+    rec: ThresholdRecommendation,
+    *,
+    groups: GroupRecommendation | Sequence[GroupRecommendation] = (),
+) -> dict[str, Any]:
+    """The recommendation as a ``routing:`` mapping to merge into the rollout config.
+
+    A band that is not offered is written at the next band up's threshold (an empty band), and
+    a closed auto band as 1.0, because ``null`` in an override means "inherit the global value".
+    (Items at confidence exactly 1.0 would still reach a 1.0 auto band.)
+
+    Parameters
+    ----------
+    rec : ThresholdRecommendation
+        The global recommendation.
+    groups : GroupRecommendation or sequence of them
+        Per-segment (``by="segment"``) and per-customer (``by="customer_id"``) recommendations,
+        written as ``segment_overrides`` and ``customer_overrides``.
+
+    Returns
+    -------
+    dict
+        ``{"routing": {"auto": ..., "confirm": ..., "review": ..., "segment_overrides": {...},
+        "customer_overrides": {...}}}`` (override keys only when given).
+    """
+    routing: dict[str, Any] = dict(_routing_values(rec))
+    if isinstance(groups, GroupRecommendation):
+        groups = [groups]
+    for g in groups:
+        key = {"segment": "segment_overrides", "customer_id": "customer_overrides"}.get(g.by)
+        if key is None:
+            raise ValueError(
+                f"groups by {g.by!r} cannot go into the config; use by='segment' or 'customer_id'"
+            )
+        routing.setdefault(key, {}).update(
+            {name: _routing_values(r) for name, r in g.by_group.items()}
+        )
+    return {"routing": routing}

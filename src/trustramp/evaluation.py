@@ -1,0 +1,680 @@
+"""Stage 2 wiring: from stage-1 aggregates to the tidy metrics table and the verdict's evidence.
+
+Pure pandas/numpy on small frames (one row per group and bin); the statistics themselves live in
+`trustramp.metrics` and `trustramp.decide`. Conventions (SPEC 3.5):
+- accuracy and calibration for gates come from unshown items (mode `shadow`, which includes the blind
+  hold-out arm) of one model version, on the label-matured window;
+- in `metrics.parquet`, `accuracy` on a row whose `mode` is null is measured on unshown items; a row
+  with a shown mode (suggestion, confirmation, autonomous) gives the agreement on shown items there;
+- operational metrics (error rate, availability, latency, overrides) cover all versions' traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trustramp import metrics as m
+from trustramp.config import RolloutConfig
+from trustramp.contract import Mode
+from trustramp.decide.evidence import (
+    Calibration,
+    Count,
+    DataSummary,
+    Evidence,
+    Incident,
+    Observed,
+    Regression,
+    SegmentFlag,
+)
+from trustramp.store.aggregates import Aggregates
+
+METRIC_COLUMNS = [
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "feature",
+    "model_version",
+    "segment",
+    "customer_id",
+    "mode",
+    "day",
+    "window",
+]
+SUMS = [
+    "n",
+    "errors",
+    "fallbacks",
+    "labeled",
+    "correct",
+    "conf_sum",
+    "conf_sq_sum",
+    "conf_hit_sum",
+    "nll_sum",
+    "shown_labeled",
+    "overridden",
+    "accepted_wrong",
+]
+UNSHOWN = Mode.SHADOW.value
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The days an evaluation looks at (all inclusive)."""
+
+    as_of: dt.date
+    monitor_start: dt.date
+    """Start of the monitoring window (ends at as_of): operational metrics, alerts, the table."""
+    gate_start: dt.date
+    gate_end: dt.date
+    """The label-matured window the gates certify on (ends maturation_days before as_of)."""
+    baseline_start: dt.date
+    baseline_end: dt.date
+    """The confidence-drift baseline: the week before the last week."""
+
+    @property
+    def first(self) -> dt.date:
+        return min(self.monitor_start, self.gate_start, self.baseline_start)
+
+
+def windows_for(config: RolloutConfig, as_of: dt.date) -> Windows:
+    st = config.statistics
+    gate_end = as_of - dt.timedelta(days=st.maturation_days)
+    gate_start = gate_end - dt.timedelta(days=st.window_days - 1)
+    if config.phase_started is not None:
+        gate_start = max(gate_start, config.phase_started)
+    return Windows(
+        as_of=as_of,
+        monitor_start=as_of - dt.timedelta(days=st.window_days - 1),
+        gate_start=min(gate_start, gate_end),
+        gate_end=gate_end,
+        baseline_start=as_of - dt.timedelta(days=13),
+        baseline_end=as_of - dt.timedelta(days=7),
+    )
+
+
+def _between(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    return frame[(frame["day"] >= start) & (frame["day"] <= end)]
+
+
+def choose_versions(
+    aggs: Aggregates, win: Windows, config_version: str | None
+) -> tuple[str | None, str | None]:
+    """(version to certify, previous version): the configured one, else the newest to appear."""
+    cells = aggs.cells
+    if cells.empty:
+        return None, None
+    first_seen = cells.groupby("model_version")["day"].min().sort_values(kind="stable")
+    order = sorted(first_seen.index, key=lambda v: (first_seen[v], v))
+    candidate = config_version if config_version in order else (order[-1] if order else None)
+    if candidate is None:
+        return None, None
+    i = order.index(candidate)
+    return candidate, (order[i - 1] if i > 0 else None)
+
+
+# -- the tidy metrics table -----------------------------------------------------------------------
+
+
+def _rate_rows(
+    g: pd.DataFrame, metric: str, k: str, n: str, *, complement: bool = False, confidence: float
+) -> pd.DataFrame:
+    kk = g[k].to_numpy(dtype=float)
+    nn = g[n].to_numpy(dtype=float)
+    if complement:
+        kk = nn - kk
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(nn > 0, kk / np.where(nn > 0, nn, 1), np.nan)
+    lo, hi = m.wilson_interval(kk.astype(int), nn.astype(int), confidence=confidence)
+    out = g.drop(columns=[c for c in g.columns if c in SUMS]).copy()
+    out["metric"], out["value"], out["ci_low"], out["ci_high"] = metric, value, lo, hi
+    out["n"] = nn.astype("int64")
+    return out
+
+
+def _calibration_rows(g: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
+    """Brier and log loss per group (no interval: these are scores, not rates)."""
+    out = []
+    n = g["labeled"].to_numpy(dtype=float)
+    safe = np.where(n > 0, n, 1)
+    brier = (g["conf_sq_sum"] - 2 * g["conf_hit_sum"] + g["correct"]).to_numpy() / safe
+    nll = g["nll_sum"].to_numpy() / safe
+    for metric, value in (("brier", brier), ("log_loss", nll)):
+        rows = g[keys].copy()
+        rows["metric"], rows["value"] = metric, np.where(n > 0, value, np.nan)
+        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, n.astype("int64")
+        out.append(rows)
+    return out
+
+
+def _ece_rows(cells: pd.DataFrame, keys: list[str], min_n: int) -> list[pd.DataFrame]:
+    """Top-label ECE and MCE per group from the right-closed bins (shown from `min_n` labels)."""
+    by_bin = (
+        cells.groupby([*keys, "ece_bin"], dropna=False, observed=True)[
+            ["labeled", "correct", "conf_sum"]
+        ]
+        .sum()
+        .reset_index()
+    )
+    by_bin = by_bin[by_bin["labeled"] > 0]
+    by_bin["gap_abs"] = (by_bin["correct"] - by_bin["conf_sum"]).abs()
+    by_bin["gap"] = by_bin["gap_abs"] / by_bin["labeled"]
+    if keys:
+        grouped = by_bin.groupby(keys, dropna=False, observed=True)
+        agg = grouped.agg(
+            labeled=("labeled", "sum"), gap_abs=("gap_abs", "sum"), mce=("gap", "max")
+        ).reset_index()
+    else:
+        agg = pd.DataFrame(
+            {
+                "labeled": [by_bin["labeled"].sum()],
+                "gap_abs": [by_bin["gap_abs"].sum()],
+                "mce": [by_bin["gap"].max() if len(by_bin) else np.nan],
+            }
+        )
+    agg = agg[agg["labeled"] >= min_n]
+    out = []
+    for metric, value in (("ece", agg["gap_abs"] / agg["labeled"]), ("mce", agg["mce"])):
+        rows = agg[keys].copy()
+        rows["metric"], rows["value"] = metric, value.to_numpy()
+        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, agg["labeled"].astype("int64")
+        out.append(rows)
+    return out
+
+
+def _latency_quantiles(lat: pd.DataFrame, qs: Sequence[float]) -> tuple[list[float], int]:
+    """Quantiles of a latency histogram frame (lat_bin, n), merged over its rows."""
+    counts = np.bincount(
+        lat["lat_bin"].to_numpy(int), weights=lat["n"].to_numpy(float), minlength=m.N_LATENCY_BINS
+    )
+    values = m.quantile_from_histogram(counts, list(qs))
+    return [float(v) for v in np.atleast_1d(values)], int(counts.sum())
+
+
+def _latency_rows(lat: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
+    if lat.empty:
+        return []
+    out = []
+    for key, grp in lat.groupby(keys, dropna=False, observed=True) if keys else [((), lat)]:
+        values, total = _latency_quantiles(grp, (0.50, 0.95, 0.99))
+        base = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
+        for v, metric in zip(values, ("latency_p50", "latency_p95", "latency_p99"), strict=True):
+            out.append(
+                pd.DataFrame(
+                    [
+                        {
+                            **base,
+                            "metric": metric,
+                            "value": v,
+                            "ci_low": np.nan,
+                            "ci_high": np.nan,
+                            "n": total,
+                        }
+                    ]
+                )
+            )
+    return out
+
+
+GROUPINGS: list[list[str]] = [
+    [],
+    ["segment"],
+    ["model_version"],
+    ["mode"],
+    ["model_version", "segment"],
+    ["model_version", "segment", "mode"],
+]
+
+
+def metrics_table(
+    aggs: Aggregates,
+    win: Windows,
+    *,
+    confidence: float = 0.95,
+    ece_min_n: int = 500,
+    psi_min_n: int = 500,
+) -> pd.DataFrame:
+    """Every metric by window (`window`, `day`, `rolling_24h`) and grouping, in SPEC 2's columns."""
+    frames: list[pd.DataFrame] = []
+    cells = aggs.cells
+    spans = {
+        "window": _between(cells, win.monitor_start, win.as_of),
+        "rolling_24h": _between(cells, win.as_of, win.as_of),
+    }
+    lat_spans = {
+        "window": _between(aggs.latency, win.monitor_start, win.as_of),
+        "rolling_24h": _between(aggs.latency, win.as_of, win.as_of),
+    }
+    for window, span in spans.items():
+        groupings = GROUPINGS if window == "window" else [[], ["segment"]]
+        for keys in groupings:
+            rows = _group_metrics(span, keys, confidence=confidence, ece_min_n=ece_min_n)
+            rows += _latency_rows(lat_spans[window], keys)
+            for r in rows:
+                r["window"] = window
+            frames += rows
+    # Per day: the full grain and the overall.
+    for keys in (["day"], ["day", "segment"], ["day", "model_version", "segment", "mode"]):
+        rows = _group_metrics(
+            _between(cells, win.first, win.as_of), keys, confidence=confidence, ece_min_n=ece_min_n
+        )
+        rows += _latency_rows(_between(aggs.latency, win.first, win.as_of), keys)
+        for r in rows:
+            r["window"] = "day"
+        frames += rows
+    # Per customer (accuracy and coverage over the window).
+    cust = _between(aggs.customers, win.monitor_start, win.as_of)
+    unshown = (
+        cust[~cust["shown"].astype(bool)]
+        .groupby(["customer_id", "segment"])[SUMS]
+        .sum()
+        .reset_index()
+    )
+    allc = cust.groupby(["customer_id", "segment"])[SUMS].sum().reset_index()
+    if len(allc):
+        a = _rate_rows(unshown, "accuracy", "correct", "labeled", confidence=confidence)
+        c = _rate_rows(allc, "label_coverage", "labeled", "n", confidence=confidence)
+        for r in (a, c):
+            r["window"] = "window"
+        frames += [a, c]
+    frames += _kappa_rows(aggs, win)
+    frames += _psi_rows(aggs, win, psi_min_n)
+    table = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    table["feature"] = aggs.feature
+    for col in METRIC_COLUMNS:
+        if col not in table:
+            table[col] = None
+    table = table[METRIC_COLUMNS]
+    table["n"] = table["n"].astype("int64")
+    return table
+
+
+def _group_metrics(
+    span: pd.DataFrame, keys: list[str], *, confidence: float, ece_min_n: int
+) -> list[pd.DataFrame]:
+    if span.empty:
+        return []
+    sums = (
+        span.groupby(keys, dropna=False, observed=True)[SUMS].sum().reset_index()
+        if keys
+        else (span[SUMS].sum().to_frame().T)
+    )
+    # Accuracy and calibration: unshown items, except on rows that name a shown mode.
+    quality_src = span if "mode" in keys else span[span["mode"] == UNSHOWN]
+    quality = (
+        quality_src.groupby(keys, dropna=False, observed=True)[SUMS].sum().reset_index()
+        if keys
+        else quality_src[SUMS].sum().to_frame().T
+    )
+    out = [
+        _rate_rows(quality, "accuracy", "correct", "labeled", confidence=confidence),
+        _rate_rows(sums, "label_coverage", "labeled", "n", confidence=confidence),
+        _rate_rows(sums, "error_rate", "errors", "n", confidence=confidence),
+        _rate_rows(sums, "availability", "errors", "n", complement=True, confidence=confidence),
+        _rate_rows(sums, "override_rate", "overridden", "shown_labeled", confidence=confidence),
+        _rate_rows(
+            sums, "accepted_wrong_rate", "accepted_wrong", "shown_labeled", confidence=confidence
+        ),
+    ]
+    out += _calibration_rows(quality, keys)
+    out += _ece_rows(quality_src, keys, ece_min_n)
+    return [o[o["n"] > 0] if o.columns.isin(["n"]).any() else o for o in out]
+
+
+def _kappa_rows(aggs: Aggregates, win: Windows) -> list[pd.DataFrame]:
+    """Cohen's kappa of model and human labels on unshown items (the whole aggregated span)."""
+    conf = aggs.confusion
+    out = []
+    unshown = conf[~conf["shown"].astype(bool)]
+    for keys in ([], ["segment"], ["model_version"]):
+        groups = unshown.groupby(keys) if keys else [((), unshown)]
+        for key, g in groups:
+            if g["n"].sum() == 0:
+                continue
+            table = g.pivot_table(
+                index="predicted_label",
+                columns="human_label",
+                values="n",
+                aggfunc="sum",
+                fill_value=0,
+            )
+            labels = sorted(set(table.index) | set(table.columns))
+            table = table.reindex(index=labels, columns=labels, fill_value=0)
+            kappa = m.cohen_kappa_from_confusion(table.to_numpy())
+            base = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
+            out.append(
+                pd.DataFrame(
+                    [
+                        {
+                            **base,
+                            "metric": "kappa",
+                            "value": kappa,
+                            "ci_low": np.nan,
+                            "ci_high": np.nan,
+                            "n": int(g["n"].sum()),
+                            "window": "window",
+                        }
+                    ]
+                )
+            )
+    return out
+
+
+def _psi_rows(aggs: Aggregates, win: Windows, min_n: int) -> list[pd.DataFrame]:
+    conf = aggs.confidence
+    out = []
+    for version, g in conf.groupby("model_version"):
+        base = _between(g, win.baseline_start, win.baseline_end).groupby("bin")["n"].sum()
+        cur = _between(g, win.as_of - dt.timedelta(days=6), win.as_of).groupby("bin")["n"].sum()
+        bins = np.arange(aggs.bins)
+        e = base.reindex(bins, fill_value=0).to_numpy()
+        a = cur.reindex(bins, fill_value=0).to_numpy()
+        if e.sum() == 0 or a.sum() < min_n:
+            continue
+        out.append(
+            pd.DataFrame(
+                [
+                    {
+                        "model_version": version,
+                        "metric": "psi",
+                        "value": m.psi(e, a),
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "n": int(a.sum()),
+                        "window": "window",
+                    }
+                ]
+            )
+        )
+    return out
+
+
+# -- evidence for the verdict ---------------------------------------------------------------------
+
+
+def _counts(frame: pd.DataFrame, k: str, n: str, segments: Sequence[str]) -> dict[str, Count]:
+    out = {"all": Count(int(frame[k].sum()), int(frame[n].sum()))}
+    by = frame.groupby("segment")[[k, n]].sum()
+    for seg in segments:
+        if seg in by.index:
+            out[seg] = Count(int(by.loc[seg, k]), int(by.loc[seg, n]))
+        else:
+            out[seg] = Count(0, 0)
+    return out
+
+
+@dataclass(frozen=True)
+class GatePopulation:
+    """The certified population: unshown, labeled, one version, matured window."""
+
+    version: str | None
+    previous: str | None
+    cells: pd.DataFrame
+
+
+def gate_population(aggs: Aggregates, win: Windows, config: RolloutConfig) -> GatePopulation:
+    version, previous = choose_versions(aggs, win, getattr(config, "model_version", None))
+    cells = _between(aggs.cells, win.gate_start, win.gate_end)
+    cells = cells[(cells["model_version"] == version) & (cells["mode"] == UNSHOWN)]
+    return GatePopulation(version, previous, cells)
+
+
+def calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
+    bins = (
+        pop.cells.groupby("ece_bin")[["labeled", "correct", "conf_sum"]]
+        .sum()
+        .reindex(range(config.statistics.ece_bins), fill_value=0)
+    )
+    test = m.calibration_test(
+        bins["labeled"].to_numpy(),
+        bins["correct"].to_numpy(),
+        bins["conf_sum"].to_numpy(),
+        reps=config.statistics.bootstrap_reps,
+        seed=config.statistics.seed,
+    )
+    n = int(bins["labeled"].sum())
+    return Calibration(
+        ece=test.ece if n else None,
+        p_value=test.p_value if n else None,
+        noise_floor=test.noise_floor if n else None,
+        n=n,
+    ), test
+
+
+def build_evidence(
+    aggs: Aggregates,
+    win: Windows,
+    config: RolloutConfig,
+    *,
+    pop: GatePopulation,
+    paired: dict[tuple[bool, bool], int] | None,
+    feedback: dict[str, float | int | None],
+    incidents: pd.DataFrame,
+    quarantined: int,
+) -> Evidence:
+    """Everything the verdict needs, from the aggregates (counts, never raw rows)."""
+    segs = list(config.segments)
+    monitor = _between(aggs.cells, win.monitor_start, win.as_of)
+    day = _between(aggs.cells, win.as_of, win.as_of)
+    calibration, _ = calibration_evidence(pop, config)
+    st = config.statistics
+    rolling: dict[tuple[str, str], Count | Observed] = {}
+    unshown_day = day[day["mode"] == UNSHOWN]
+    for seg in ["all", *segs]:
+        d = day if seg == "all" else day[day["segment"] == seg]
+        u = unshown_day if seg == "all" else unshown_day[unshown_day["segment"] == seg]
+        # Unshown items only: shown ones lean towards the suggestion (SPEC 3.5).
+        rolling[("accuracy", seg)] = Count(int(u["correct"].sum()), int(u["labeled"].sum()))
+        rolling[("error_rate", seg)] = Count(int(d["errors"].sum()), int(d["n"].sum()))
+        if seg == "all":  # availability is the service's, not a segment's
+            rolling[("availability", seg)] = Count(
+                int(d["n"].sum() - d["errors"].sum()), int(d["n"].sum())
+            )
+        rolling[("override_rate", seg)] = Count(
+            int(d["overridden"].sum()), int(d["shown_labeled"].sum())
+        )
+        lat = _between(aggs.latency, win.as_of, win.as_of)
+        lat = lat if seg == "all" else lat[lat["segment"] == seg]
+        if len(lat):
+            (p95,), n_lat = _latency_quantiles(lat, (0.95,))
+            rolling[("latency_p95", seg)] = Observed(p95, n_lat)
+        else:
+            rolling[("latency_p95", seg)] = Observed(None, 0)
+    bias_frame = (
+        pop.cells.groupby("segment")[["correct", "labeled"]].sum().reindex(segs, fill_value=0)
+    )
+    audit = m.bias_audit(
+        pd.DataFrame(
+            {
+                "segment": segs,
+                "k": bias_frame["correct"].to_numpy(),
+                "n": bias_frame["labeled"].to_numpy(),
+            }
+        ),
+        min_n=st.min_segment_n,
+        confidence=st.confidence_level,
+    )
+    bias = {
+        r.segment: SegmentFlag(r.segment, r.flag, r.reason, int(r.n))
+        for r in audit.table.itertuples()
+    }
+    regression = None
+    if paired and pop.previous:
+        both, cand_only = paired.get((True, True), 0), paired.get((True, False), 0)
+        prev_only, neither = paired.get((False, True), 0), paired.get((False, False), 0)
+        if both + cand_only + prev_only + neither:
+            cmp = m.compare_versions(both, cand_only, prev_only, neither)
+            regression = Regression(
+                candidate=pop.version or "",
+                previous=pop.previous,
+                n=both + cand_only + prev_only + neither,
+                acc_candidate=cmp.candidate_accuracy,
+                acc_previous=cmp.previous_accuracy,
+                p_value=cmp.p_value,
+                regression=cmp.verdict == "regression",
+            )
+    baseline = st.baseline.accuracy
+    if st.baseline.model_version:
+        b = _between(aggs.cells, win.gate_start, win.gate_end)
+        b = b[(b["model_version"] == st.baseline.model_version) & (b["mode"] == UNSHOWN)]
+        baseline = float(b["correct"].sum() / b["labeled"].sum()) if b["labeled"].sum() else None
+    incs = [
+        Incident(
+            incident_id=r.incident_id,
+            severity=r.severity,
+            kind=r.kind,
+            title=r.title,
+            opened_at=r.opened_at.to_pydatetime(),
+            resolved_at=None if pd.isna(r.resolved_at) else r.resolved_at.to_pydatetime(),
+        )
+        for r in incidents.itertuples()
+    ]
+    n_all = int(monitor["n"].sum())
+    labeled = int(monitor["labeled"].sum())
+    return Evidence(
+        feature=config.feature,
+        as_of=win.as_of,
+        window_start=win.gate_start,
+        window_end=win.gate_end,
+        model_version=pop.version,
+        accuracy=_counts(pop.cells, "correct", "labeled", segs),
+        error=_counts(monitor, "errors", "n", segs),
+        override=_counts(monitor, "overridden", "shown_labeled", segs),
+        rolling_24h=rolling,
+        positive_feedback=(
+            Count(int(feedback["positive"]), int(feedback["total"])) if feedback["total"] else None
+        ),
+        nps=feedback["nps"],
+        incidents=incs,
+        calibration=calibration,
+        regression=regression,
+        bias=bias,
+        edge_cases={},
+        baseline_accuracy=baseline,
+        data=DataSummary(
+            predictions=n_all,
+            labeled=labeled,
+            quarantined=quarantined,
+            label_coverage=labeled / n_all if n_all else None,
+        ),
+    )
+
+
+# -- thresholds -----------------------------------------------------------------------------------
+
+
+def grid_frame(cells: pd.DataFrame, step: float, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The thresholds' grid frame (lo, n labeled, correct, total) from stage-1 cells."""
+    keys = [*by, "grid_bin"]
+    g = cells.groupby(keys, observed=True)[["labeled", "correct", "n"]].sum().reset_index()
+    g = g.rename(columns={"n": "total"}).rename(columns={"labeled": "n"})
+    g["lo"] = g["grid_bin"] * step
+    return g.drop(columns=["grid_bin"])
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Recommended routing thresholds, per segment, the what-if of the current policy."""
+
+    recommended: object
+    """ThresholdRecommendation after the playbook's progression stage."""
+    certified: object
+    """The certified (optimized) thresholds before staging."""
+    segments: object
+    """GroupRecommendation by segment."""
+    stage: str
+    whatif: object
+    """Replay of the recommended policy against the current one on the monitoring window."""
+    recalibration: object | None = None
+
+    def to_patch(self) -> dict:
+        from trustramp.decide.thresholds import to_config_patch
+
+        return to_config_patch(self.recommended, groups=self.segments)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        rec = self.recommended
+        lines = [
+            "# trustramp threshold recommendation: a patch to the rollout config (merge it in).",
+            f"# stage: {self.stage} (the playbook's progression, from phase_started)",
+            f"# population: {rec.population}",
+        ]
+        for b in rec.bands:
+            if b.band == "human":
+                continue
+            acc = "n/a" if b.n == 0 else f"{b.accuracy:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}]"
+            lines.append(
+                f"# {b.band:8s} {b.change:16s} share {b.share:6.1%}  accuracy {acc}  n={b.n}"
+            )
+            if b.guarantee:
+                lines.append(f"#   {b.guarantee}")
+            elif b.reason:
+                lines.append(f"#   {b.reason}")
+        if rec.human_workload_per_day is not None:
+            cur = rec.current_human_workload_per_day
+            lines.append(
+                f"# human workload per day: {rec.human_workload_per_day:,.0f}"
+                + (f" (current policy: {cur:,.0f})" if cur is not None else "")
+            )
+        if self.recalibration is not None:
+            lines.append(
+                f"# recalibration: {self.recalibration.summary()}"
+                if hasattr(self.recalibration, "summary")
+                else "# recalibration fitted"
+            )
+        return "\n".join(lines) + "\n" + yaml.safe_dump(self.to_patch(), sort_keys=False)
+
+
+def recommend(
+    aggs: Aggregates, win: Windows, pop: GatePopulation, config: RolloutConfig
+) -> Thresholds:
+    from trustramp.decide import thresholds as th
+
+    step = config.routing.grid_step
+    current = {
+        "auto": config.routing.auto,
+        "confirm": config.routing.confirm,
+        "review": config.routing.review,
+    }
+    days = max((win.gate_end - win.gate_start).days + 1, 1)
+    population = f"unshown labeled items of model {pop.version}, {win.gate_start}..{win.gate_end}"
+    grid = grid_frame(pop.cells, step)
+    level = config.statistics.confidence_level
+    certified = th.recommend_thresholds(
+        grid,
+        config.routing,
+        min_labels=config.statistics.min_samples,
+        current=current,
+        days=days,
+        confidence_level=level,
+        population=population,
+    )
+    stage = th.progression_stage(config.phase_started, win.as_of)
+    staged = th.apply_progression(certified, stage)
+    segments = th.recommend_by_group(
+        grid_frame(pop.cells, step, ["segment"]),
+        config.routing,
+        by="segment",
+        min_labels=config.statistics.min_samples,
+        confidence_level=level,
+        population=population,
+    )
+    segments = dataclasses.replace(
+        segments, by_group={g: th.apply_progression(r, stage) for g, r in segments.by_group.items()}
+    )
+    traffic = _between(aggs.cells, win.monitor_start, win.as_of)
+    by_day = grid_frame(traffic, step, ["day"])
+    policy = {b.band: b.threshold for b in staged.bands if b.band != "human"}
+    whatif = th.replay_policy(by_day, policy, current=current, step=step, confidence_level=level)
+    return Thresholds(
+        recommended=staged, certified=certified, segments=segments, stage=str(stage), whatif=whatif
+    )

@@ -1,0 +1,79 @@
+"""Per-run outputs: written to a temporary folder, then swapped in whole, and recorded in history.
+
+Readers of `reports/<feature>/<as-of>/` see either the previous run's complete folder or this
+run's complete folder, never a mix; the run history (`HOME/state/runs/*.parquet`, the catalog's
+`runs` view) gets its record after the folder is in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trustramp.errors import StoreError
+from trustramp.store.lake import Home, fsync_dir
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def run_dir(reports: Path, feature: str, as_of: dt.date) -> Path:
+    """`reports/<feature>/<as-of>/`; the feature name is checked so it cannot leave `reports`."""
+    if not SAFE_NAME.fullmatch(feature):
+        raise StoreError(
+            f"feature {feature!r} is not a valid name for a report folder "
+            "(letters, digits, . _ -; not starting with . or -)"
+        )
+    return reports / feature / as_of.isoformat()
+
+
+def publish_run(reports: Path, feature: str, as_of: dt.date, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp_dir)`, then make tmp_dir the run folder in one rename."""
+    final = run_dir(reports, feature, as_of)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def write_metrics(frame: pd.DataFrame, path: Path) -> None:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, compression="zstd")
+
+
+def write_json(data: dict, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", "utf-8")
+
+
+def record_run(home: Home, record: dict[str, object]) -> Path:
+    """Append one verdict to the history (a small Parquet file, renamed into place)."""
+    runs = home.state / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    name = f"{record['feature']}__{record['as_of']}__{record['run_id']}.parquet"
+    tmp = home.tmp / f"{name}.tmp"
+    pq.write_table(pa.Table.from_pylist([record]), tmp)
+    os.replace(tmp, runs / name)
+    return runs / name
