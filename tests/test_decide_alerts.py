@@ -226,10 +226,10 @@ def test_error_trigger_fires_when_the_exact_lower_bound_is_above_critical(k: int
 @pytest.mark.parametrize(
     "obs, fired",
     [
-        (Count(99_000, 100_000), True),
+        (Count(98_500, 100_000), True),  # the default SLA is 0.99
         (Count(99_600, 100_000), False),
-        (Observed(0.990, 1_000), True),
-        (Observed(0.990, 10), False),
+        (Observed(0.985, 1_000), True),
+        (Observed(0.985, 10), False),
     ],
 )
 def test_availability_trigger(obs: Count | Observed, fired: bool) -> None:

@@ -627,7 +627,7 @@ def test_generated_scenarios_cover_every_verdict() -> None:
     seen: set[VerdictKind] = set()
 
     @settings(
-        max_examples=40, deadline=None, derandomize=True, database=None, phases=[HPhase.generate]
+        max_examples=150, deadline=None, derandomize=True, database=None, phases=[HPhase.generate]
     )
     @given(scenarios())
     def collect(scenario: tuple[dict[str, Any], Evidence]) -> None:
@@ -756,9 +756,24 @@ def test_a_higher_confidence_level_also_asks_more_evidence_for_a_rollback() -> N
     # 88.0% on 1,000 in the last 24 h: the one-sided 95% upper bound (89.7%) is below the 90%
     # minimum, the 99% bound (90.4%) is not. The critical alert still pauses: never a GO.
     ev = with_rolling(ready_evidence(), accuracy__all=Count(880, 1_000))
-    assert decide(ev, ready_config()).verdict is VerdictKind.ROLLBACK
-    strict = ready_config(statistics={"edge_case_slices": [SLICE], "confidence_level": 0.99})
+    assert decide(ev, ready_config(phase="limited_beta")).verdict is VerdictKind.ROLLBACK
+    strict = ready_config(
+        phase="limited_beta", statistics={"edge_case_slices": [SLICE], "confidence_level": 0.99}
+    )
     assert decide(ev, strict).verdict is VerdictKind.PAUSE
+
+
+def test_in_shadow_quality_triggers_inform_but_do_not_roll_back() -> None:
+    """Nothing is shown in shadow mode: accuracy far below the minimum holds, it does not roll back
+    or pause; the trigger says what would happen once live."""
+    ev = with_rolling(ready_evidence(), accuracy__all=Count(800, 1_000))
+    live = decide(ev, ready_config(phase="limited_beta"))
+    shadow = decide(ev, ready_config())
+    assert live.verdict is VerdictKind.ROLLBACK
+    assert shadow.verdict is VerdictKind.HOLD
+    trig = {t["trigger"]: t for t in shadow.to_dict()["rollback_triggers"]}
+    assert not trig["accuracy below minimum"]["fired"]
+    assert "once live this would fire" in trig["accuracy below minimum"]["evidence"]
 
 
 @FAST

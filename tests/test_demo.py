@@ -515,7 +515,8 @@ def test_bad_day_is_planted(planted: DemoManifest, clean: DemoManifest) -> None:
 def test_overall_accuracy_is_realistic(planted: DemoManifest) -> None:
     labeled = _labeled(planted)
     unshown = labeled[labeled["mode"] == "shadow"]
-    assert 0.90 < unshown["correct"].mean() < 0.95
+    # Calibrated >= 0.95 (~70 % of traffic) and the planted band 15 points below its confidence.
+    assert 0.85 < unshown["correct"].mean() < 0.93
 
 
 def test_manifest_describes_the_planted_effects(planted: DemoManifest, clean: DemoManifest) -> None:

@@ -290,8 +290,9 @@ def parse_config(data: Any, *, source: str = "config") -> RolloutConfig:
     merged = _merge(yaml.safe_load(default_config_text()), data)
     if "segments" in data and "segment_priority" not in data and isinstance(data["segments"], list):
         # The default scores name the default segments; keep only those still configured.
-        merged["segment_priority"] = {k: v for k, v in merged["segment_priority"].items()
-                                      if k in data["segments"]}
+        merged["segment_priority"] = {
+            k: v for k, v in merged["segment_priority"].items() if k in data["segments"]
+        }
     try:
         return RolloutConfig.model_validate(merged)
     except ValidationError as e:

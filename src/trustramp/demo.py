@@ -108,10 +108,10 @@ _SEGMENT_PROFILE = {  # share of customers, share of traffic
     "enterprise": (0.06, 0.20),
 }
 _CONFIRMATION_CUSTOMERS = 0.2  # customers whose live mode is confirmation rather than suggestion
-_HIGH_SHARE = (0.80, 0.85)  # share of confident (>= 0.95) predictions: first and last version
+_HIGH_SHARE = (0.68, 0.72)  # share of confident (>= 0.95) predictions: first and last version
 _SPREAD_BETA = (3.5, 1.0)  # the rest: c_min + (0.95 - c_min) * Beta(a, b)
 _SHARED_DIFFICULTY = 0.6  # chance that versions share the item's uniform: paired correctness
-_BAND_GAP = 0.10
+_BAND_GAP = 0.15
 _SEGMENT_GAP = 0.08
 _RATES = {  # status rates on a normal day / the bad day: error, timeout, fallback
     False: (0.003, 0.002, 0.003),
@@ -414,8 +414,10 @@ def generate(
 def demo_config(manifest: DemoManifest) -> dict[str, Any]:
     """A rollout-config mapping for the demo's feature, for `trustramp.config.parse_config`.
 
-    The feature is in shadow since 16 days before the last day; everything else is the
-    playbook's default (plus the segments, when the demo used other than the default ones).
+    The feature is in shadow since 16 days before the last day; the team's current routing
+    auto-processes from 0.90 (trusting the stated confidence, which the over-confident band
+    makes wrong); everything else is the playbook's default (plus the segments, when the demo
+    used other than the default ones).
 
     Parameters
     ----------
@@ -425,8 +427,8 @@ def demo_config(manifest: DemoManifest) -> dict[str, Any]:
     Returns
     -------
     dict
-        JSON- and YAML-serializable keys: `feature`, `phase`, `phase_started` (ISO date) and,
-        for non-default segments, `segments`.
+        JSON- and YAML-serializable keys: `feature`, `phase`, `phase_started` (ISO date),
+        `routing` and, for non-default segments, `segments`.
     """
     if not isinstance(manifest, DemoManifest):
         raise TypeError(f"manifest must be a DemoManifest, got {type(manifest).__name__}")
@@ -434,6 +436,7 @@ def demo_config(manifest: DemoManifest) -> dict[str, Any]:
         "feature": manifest.feature,
         "phase": "shadow",
         "phase_started": (manifest.end - dt.timedelta(days=16)).isoformat(),
+        "routing": {"auto": 0.90},
     }
     if tuple(manifest.segments) != DEFAULT_SEGMENTS:
         config["segments"] = list(manifest.segments)

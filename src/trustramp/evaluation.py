@@ -594,6 +594,18 @@ class Thresholds:
     """Replay of the recommended policy against the current one on the monitoring window."""
     recalibration: object | None = None
 
+    def mapped_thresholds(self) -> dict[str, float | None]:
+        """The recommended thresholds shown on the recalibrated scale (certified on raw)."""
+        from trustramp.decide.recalibration import map_threshold
+
+        raw = {b.band: b.threshold for b in self.recommended.bands if b.band != "human"}
+        if self.recalibration is None:
+            return raw
+        return {
+            k: (None if v is None else round(v, 4))
+            for k, v in map_threshold(self.recalibration, raw).items()
+        }
+
     def to_patch(self) -> dict:
         from trustramp.decide.thresholds import to_config_patch
 
@@ -626,11 +638,13 @@ class Thresholds:
                 + (f" (current policy: {cur:,.0f})" if cur is not None else "")
             )
         if self.recalibration is not None:
+            r = self.recalibration
             lines.append(
-                f"# recalibration: {self.recalibration.summary()}"
-                if hasattr(self.recalibration, "summary")
-                else "# recalibration fitted"
+                f"# calibration is poor: recalibration map {r.chosen.name} fitted on "
+                f"{r.n_fit:,} labels; held-out ECE {r.ece_before:.3f} -> "
+                f"{r.ece_after:.3f} (n = {r.n_holdout:,})"
             )
+            lines.append(f"# thresholds on the recalibrated scale: {self.mapped_thresholds()}")
         return "\n".join(lines) + "\n" + yaml.safe_dump(self.to_patch(), sort_keys=False)
 
 

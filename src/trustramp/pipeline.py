@@ -5,6 +5,7 @@ The CLI, the Prefect flows in `flows/`, tests and notebooks all call these funct
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -56,23 +57,29 @@ def ingest(
 
 
 def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> list[str]:
-    """Generate the demo dataset, ingest it, and return the summary lines to show."""
+    """Generate the demo dataset, ingest it, evaluate its last day; return the lines to show."""
     import yaml
 
     from trustramp.demo import demo_config, generate
 
-    manifest = generate(out, n_predictions=rows, seed=seed)
+    manifest = generate(out, n_predictions=rows, seed=seed, overwrite=True)
     cfg_path = out / "rollout.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(manifest), sort_keys=False), "utf-8")
     report = ingest([out], home=home, configs=[cfg_path])
     lines = [
         f"demo data: {sum(manifest.counts.values()):,} rows in {out} "
-        f"({manifest.start} .. {manifest.end}, seed {seed})"
+        f"({manifest.start} .. {manifest.end}, seed {seed}); config {cfg_path}"
     ]
-    lines += report.summary_lines()
+    lines += report.summary_lines(per_file=False)
     lines.append("planted effects:")
     lines += [f"  {name}: {text}" for name, text in manifest.planted.items()]
-    lines.append(f"lake and catalog: {Path(home).resolve()}")
+    result = evaluate(home=home, reports=reports, as_of=manifest.end, config=cfg_path)
+    v = result.verdict.to_dict()
+    lines.append(
+        f"verdict for {v['feature']} as of {v['as_of']}: {v['verdict']} (phase {v['phase']})"
+    )
+    lines += [f"  - {r}" for r in v["reasons"]]
+    lines.append(f"outputs: {result.run_dir}")
     return lines
 
 
@@ -104,6 +111,19 @@ class EvaluationResult:
             + "</ul>"
             + (crit.to_html(index=False) if len(crit) else "")
         )
+
+
+def _miscalibrated(evidence: Any, cfg: RolloutConfig) -> bool:
+    """SPEC 3.5: miscalibrated only when the consistency test rejects and ECE is over threshold."""
+    c = evidence.calibration
+    return bool(
+        c is not None
+        and c.ece is not None
+        and c.p_value is not None
+        and c.n >= 500
+        and c.p_value < 0.01
+        and c.ece > cfg.statistics.ece_threshold
+    )
 
 
 def yesterday() -> dt.date:
@@ -186,6 +206,25 @@ def evaluate(
             quarantined=sum(agg.quarantine_counts(con).values()),
         )
         quarantine = agg.quarantine_counts(con)
+        recal = None
+        if _miscalibrated(evidence, cfg) and pop.version:
+            from trustramp.decide.recalibration import fit_recalibration
+
+            sample = agg.labeled_sample(
+                con,
+                cfg.feature,
+                win.gate_start,
+                win.gate_end,
+                pop.version,
+                seed=cfg.statistics.seed,
+            )
+            recal = fit_recalibration(
+                sample["confidence"].to_numpy(float),
+                sample["correct"].to_numpy(int),
+                keys=sample["item_key"].to_numpy(),
+                seed=cfg.statistics.seed,
+                n_bins=cfg.statistics.ece_bins,
+            )
     finally:
         con.close()
     verdict = decide(evidence, cfg, trustramp_version=__version__, config_hash=cfg.hash())
@@ -193,6 +232,8 @@ def evaluate(
         aggs, win, confidence=cfg.statistics.confidence_level, psi_min_n=cfg.statistics.psi_min_n
     )
     thresholds = recommend(aggs, win, pop, cfg)
+    if recal is not None:
+        thresholds = dataclasses.replace(thresholds, recalibration=recal)
     run_id = uuid.uuid4().hex[:12]
 
     def write(tmp: Path) -> None:

@@ -272,9 +272,11 @@ def _shadow_trigger(t: RollbackTrigger) -> RollbackTrigger:
     if not t.fired or t.trigger.startswith("security"):
         return t
     return dataclasses.replace(
-        t, fired=False,
+        t,
+        fired=False,
         evidence=f"Not applied in shadow mode (nothing is shown to users); once live this would "
-                 f"fire: {t.evidence}")
+        f"fire: {t.evidence}",
+    )
 
 
 def decide(
@@ -321,12 +323,12 @@ def decide(
     if thin:
         notes.append(thin)
 
-    if config.phase is Phase.SHADOW:
+    shadow = config.phase is Phase.SHADOW
+    if shadow:
         # Nothing is shown in shadow mode: quality and service triggers inform, they do not roll
-        # anything back (a security incident still does); critical alerts do not pause.
+        # anything back (a security incident still does); a critical accuracy alert holds the
+        # rollout instead of pausing it (there is nothing to pause).
         triggers = [_shadow_trigger(t) for t in triggers]
-        notes += [f"In production this would be critical: {a.sentence}" for a in critical]
-        critical = [a for a in critical if a.metric != "accuracy"]
     fired = [t for t in triggers if t.fired]
     procedure: tuple[str, ...] = ()
     if fired:
@@ -341,7 +343,7 @@ def decide(
             reasons.append("Engage the kill switch now, then follow the manual rollback procedure.")
         procedure = tuple(config.rollback.procedure)
         reasons += [a.sentence for a in critical]
-    elif accuracy_critical := [a for a in critical if a.metric == "accuracy"]:
+    elif not shadow and (accuracy_critical := [a for a in critical if a.metric == "accuracy"]):
         kind = VerdictKind.PAUSE
         reasons = [a.sentence for a in accuracy_critical]
         reasons.append(

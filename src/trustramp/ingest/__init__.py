@@ -62,9 +62,9 @@ class IngestReport:
             out.update(f.reasons)
         return out
 
-    def summary_lines(self) -> list[str]:
+    def summary_lines(self, *, per_file: bool = True) -> list[str]:
         lines = []
-        for f in self.files:
+        for f in self.files if per_file else self.failed:
             if f.status == "failed":
                 lines.append(f"FAILED   {f.path}: {f.error}")
             elif f.status == "skipped":

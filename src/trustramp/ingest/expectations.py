@@ -40,6 +40,7 @@ def _context() -> Any:
         "great_expectations",
         "great_expectations.core",
         "great_expectations._docs_decorators",
+        "great_expectations.data_context.types.base",
     ):
         logging.getLogger(name).setLevel(logging.ERROR)
     ctx = gx.get_context(mode="ephemeral")

@@ -18,7 +18,7 @@ from trustramp.store.duck import sql, translated
 LATENCY_LOG_BINS = 672
 LATENCY_MAX_MS = 600_000.0
 """Latency bins: log-spaced, 1 ms to 10 min, ~2 % wide (the same as trustramp.metrics.latency)."""
-LOG_LOSS_EPS = 1e-15
+from trustramp.metrics import LOG_LOSS_EPS  # noqa: E402 - the same clipping as the metrics
 
 GROUPING = {"cells": 0b00001111, "customers": 0b01110011, "confusion": 0b01111000}
 """GROUPING(segment, mode, ece_bin, grid_bin, customer_id, shown, predicted_label, human_label):
@@ -196,3 +196,21 @@ def quarantine_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     with translated("reading the quarantine"):
         rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
     return {r: int(n) for r, n in rows}
+
+
+def labeled_sample(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    version: str,
+    *,
+    limit: int = 200_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """At most `limit` labeled unshown rows (confidence, correct, item_key), chosen by item hash."""
+    with translated("sampling labeled predictions"):
+        return con.execute(
+            sql("labeled_sample"),
+            {**_params(feature, start, end), "version": version, "limit": limit, "seed": seed},
+        ).df()

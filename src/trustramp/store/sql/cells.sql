@@ -34,7 +34,7 @@ joined AS (
                   l.human_label <> p.predicted_label) AS overridden,
          (l.first_action = 'accepted' AND l.n_decisions > 1
           AND l.human_label <> p.predicted_label) AS accepted_wrong,
-         CAST(greatest(least(ceil(p.confidence * $bins) - 1, $bins - 1), 0) AS INTEGER) AS ece_bin,
+         CAST(greatest(least(ceil(p.confidence * $bins - 1e-9) - 1, $bins - 1), 0) AS INTEGER) AS ece_bin,
          CAST(least(floor(round(p.confidence * 1e6) / $grid_scale), $n_grid - 1) AS INTEGER) AS grid_bin,
          greatest(least(p.confidence, 1 - $eps), $eps) AS c_clip
   FROM preds p LEFT JOIN latest l ON l.item_key = p.item_key AND l.item_id = p.item_id

@@ -1,0 +1,303 @@
+"""Bias audit: per-segment values against fairlearn, tests against scipy, Holm against statsmodels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import MetricFrame
+from scipy import stats
+from sklearn.metrics import accuracy_score
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from trustramp.metrics import (
+    BiasAudit,
+    Flag,
+    bias_audit,
+    disparity,
+    holm,
+    segment_tests,
+)
+
+SEGMENTS = ["internal", "smb", "mid_market", "enterprise"]
+
+
+def _items(seed: int, accuracy: dict[str, float], sizes: dict[str, int]) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    seg = np.concatenate([[s] * sizes[s] for s in sizes])
+    correct = rng.random(seg.size) < np.array([accuracy[s] for s in seg])
+    return pd.DataFrame({"segment": seg, "correct": correct.astype(int)})
+
+
+def _per_segment(items: pd.DataFrame) -> pd.DataFrame:
+    return items.groupby("segment", sort=False)["correct"].agg(k="sum", n="size").reset_index()
+
+
+# --- Holm ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_matches_statsmodels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 0.2, 12) ** 2
+    p[3] = p[4]  # a tie
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], atol=1e-15)
+
+
+def test_holm_ignores_nan_and_handles_edge_sizes() -> None:
+    p = np.array([0.01, np.nan, 0.04, 0.03])
+    out = holm(p)
+    assert math.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2, 3]], multipletests(p[[0, 2, 3]], method="holm")[1])
+    assert holm([]).size == 0
+    assert holm([0.2]).tolist() == [0.2]
+    with pytest.raises(ValueError, match="p_values must be in"):
+        holm([0.5, 1.5])
+
+
+# --- segment tests --------------------------------------------------------------------------------
+
+
+def test_chi_square_route_matches_scipy() -> None:
+    k, n = np.array([450, 900, 700, 300]), np.array([500, 1000, 800, 380])
+    t = segment_tests(k, n)
+    ref = stats.chi2_contingency(np.column_stack([k, n - k]), correction=False)
+    assert t.method == "chi2"
+    assert t.statistic == pytest.approx(ref.statistic)
+    assert t.p_value == pytest.approx(ref.pvalue)
+    for i in range(k.size):
+        rest_k, rest_n = k.sum() - k[i], n.sum() - n[i]
+        table = [[k[i], n[i] - k[i]], [rest_k, rest_n - rest_k]]
+        ref_i = stats.chi2_contingency(table, correction=False).pvalue
+        assert t.segment_p_values[i] == pytest.approx(ref_i)
+        assert t.segment_methods[i] == "chi2"
+
+
+def test_fisher_route_when_an_expected_count_is_below_five() -> None:
+    # Errors are rare: expected error counts per segment are below 5.
+    k, n = np.array([99, 60, 38, 30]), np.array([100, 60, 40, 35])
+    t = segment_tests(k, n)
+    assert t.method == "fisher"
+    raw = []
+    for i in range(k.size):
+        rest_k, rest_n = k.sum() - k[i], n.sum() - n[i]
+        raw.append(stats.fisher_exact([[k[i], n[i] - k[i]], [rest_k, rest_n - rest_k]]).pvalue)
+        assert t.segment_p_values[i] == pytest.approx(raw[i])
+        assert t.segment_methods[i] == "fisher"
+    assert t.p_value == pytest.approx(min(multipletests(raw, method="holm")[1]))
+    assert math.isnan(t.statistic)
+
+
+@pytest.mark.parametrize(
+    ("k", "n"),
+    [([100, 200, 50], [100, 200, 50]), ([0, 0, 0], [100, 200, 50])],  # no errors / no successes
+)
+def test_segments_with_a_constant_outcome_are_homogeneous(k: list[int], n: list[int]) -> None:
+    t = segment_tests(k, n)
+    assert t.method == "fisher"
+    assert t.p_value == 1.0
+    np.testing.assert_array_equal(t.segment_p_values, 1.0)
+
+
+def test_empty_and_lonely_segments() -> None:
+    t = segment_tests([90, 0, 80], [100, 0, 100])
+    assert math.isnan(t.segment_p_values[1]) and t.segment_methods[1] == "none"
+    assert not math.isnan(t.segment_p_values[0])
+    alone = segment_tests([90, 0], [100, 0])
+    assert alone.method == "none" and math.isnan(alone.p_value)
+
+
+# --- disparity ------------------------------------------------------------------------------------
+
+
+def test_disparity_matches_statsmodels_newcombe() -> None:
+    k, n = np.array([80, 190, 0]), np.array([100, 200, 10])
+    d = disparity(k, n, reference_k=450, reference_n=500, confidence=0.9)
+    low, high = confint_proportions_2indep(
+        k, n, np.full(3, 450), np.full(3, 500), method="newcomb", compare="diff", alpha=0.1
+    )
+    np.testing.assert_allclose(d.difference, k / n - 0.9)
+    np.testing.assert_allclose(d.ci_low, low, atol=1e-12)
+    np.testing.assert_allclose(d.ci_high, high, atol=1e-12)
+    np.testing.assert_allclose(d.ratio, (k / n) / 0.9)
+    assert d.to_frame().shape == (3, 6)
+    assert math.isnan(disparity(1, 2, reference_k=0, reference_n=5).ratio)
+
+
+# --- the audit ------------------------------------------------------------------------------------
+
+
+ACCURACY = {"internal": 0.95, "smb": 0.92, "mid_market": 0.91, "enterprise": 0.85}
+SIZES = {"internal": 150, "smb": 2000, "mid_market": 1500, "enterprise": 1200}
+
+
+@pytest.fixture
+def audit_items() -> pd.DataFrame:
+    return _items(7, ACCURACY, SIZES)
+
+
+def test_audit_values_match_fairlearn_metric_frame(audit_items: pd.DataFrame) -> None:
+    y = audit_items["correct"].to_numpy()
+    mf = MetricFrame(
+        metrics=accuracy_score,
+        y_true=y,
+        y_pred=np.ones_like(y),
+        sensitive_features=audit_items["segment"],
+    )
+    audit = bias_audit(_per_segment(audit_items), min_n=200)
+    table = audit.table.set_index("segment")
+    for seg, value in mf.by_group.items():
+        assert table.loc[seg, "value"] == pytest.approx(value)
+        mask = audit_items["segment"] == seg
+        assert table.loc[seg, "value"] == pytest.approx(
+            accuracy_score(y[mask], np.ones(mask.sum()))
+        )
+    assert audit.overall.value == pytest.approx(mf.overall)
+    assert table["diff_overall"].abs().max() == pytest.approx(mf.difference(method="to_overall"))
+    assert (table["value"].min() / table["value"].max()) == pytest.approx(
+        mf.ratio(method="between_groups")
+    )
+
+
+def test_audit_intervals_match_references(audit_items: pd.DataFrame) -> None:
+    frame = _per_segment(audit_items)
+    audit = bias_audit(frame, min_n=200, confidence=0.9)
+    t = audit.table
+    k, n = t["k"].to_numpy(), t["n"].to_numpy()
+    low, high = proportion_confint(k, n, alpha=0.1, method="wilson")
+    np.testing.assert_allclose(t["ci_low"], low, atol=1e-12)
+    np.testing.assert_allclose(t["ci_high"], high, atol=1e-12)
+    # Difference to overall = (1 - w) * (segment - rest); its interval scales the same way.
+    w = n / n.sum()
+    rest_low, rest_high = confint_proportions_2indep(
+        k, n, k.sum() - k, n.sum() - n, method="newcomb", compare="diff", alpha=0.1
+    )
+    np.testing.assert_allclose(t["diff_overall"], k / n - k.sum() / n.sum(), atol=1e-12)
+    np.testing.assert_allclose(t["diff_overall_low"], (1 - w) * rest_low, atol=1e-12)
+    np.testing.assert_allclose(t["diff_overall_high"], (1 - w) * rest_high, atol=1e-12)
+    # Difference to the best sufficient segment (internal is too small to be "best").
+    assert audit.best == "smb"
+    best = t.index[t["segment"] == "smb"][0]
+    b_low, b_high = confint_proportions_2indep(
+        k,
+        n,
+        np.full(4, k[best]),
+        np.full(4, n[best]),
+        method="newcomb",
+        compare="diff",
+        alpha=0.1,
+    )
+    others = t.index != best
+    np.testing.assert_allclose(t.loc[others, "diff_best_low"], b_low[others], atol=1e-12)
+    np.testing.assert_allclose(t.loc[others, "diff_best_high"], b_high[others], atol=1e-12)
+    assert t.loc[best, "diff_best"] == 0 and math.isnan(t.loc[best, "diff_best_low"])
+
+
+def test_audit_flags(audit_items: pd.DataFrame) -> None:
+    audit = bias_audit(_per_segment(audit_items), min_n=200)
+    assert isinstance(audit, BiasAudit)
+    flags = dict(zip(audit.table["segment"], audit.table["flag"], strict=True))
+    assert flags == {
+        "internal": "insufficient",
+        "smb": "ok",
+        "mid_market": "ok",
+        "enterprise": "worse",
+    }
+    assert audit.flagged == ["enterprise"]
+    reasons = dict(zip(audit.table["segment"], audit.table["reason"], strict=True))
+    assert reasons["internal"].startswith("insufficient data: 150 items")
+    assert reasons["enterprise"].startswith("worse than the other segments")
+    # Holm runs over the sufficient segments only.
+    sufficient = audit.table["flag"] != "insufficient"
+    np.testing.assert_allclose(
+        audit.table.loc[sufficient, "p_adjusted"],
+        multipletests(audit.table.loc[sufficient, "p_value"], method="holm")[1],
+    )
+    assert audit.table.loc[~sufficient, "p_adjusted"].isna().all()
+
+
+def test_small_segment_is_insufficient_even_when_perfect_or_terrible() -> None:
+    frame = pd.DataFrame(
+        {
+            "segment": ["a", "b", "perfect", "terrible"],
+            "k": [900, 880, 50, 5],
+            "n": [1000, 1000, 50, 50],
+        }
+    )
+    audit = bias_audit(frame, min_n=100)
+    flags = dict(zip(audit.table["segment"], audit.table["flag"], strict=True))
+    assert flags["perfect"] == Flag.INSUFFICIENT.value
+    assert flags["terrible"] == Flag.INSUFFICIENT.value  # not "ok", not a verdict either way
+    assert audit.best == "a"
+
+
+def test_error_rate_audit_with_a_zero_error_segment() -> None:
+    # Error rate: lower is better. One segment has no errors at all.
+    frame = pd.DataFrame(
+        {"segment": ["smb", "enterprise", "mid_market"], "k": [0, 40, 12], "n": [400, 500, 600]}
+    )
+    audit = bias_audit(frame, min_n=200, higher_is_better=False)
+    t = audit.table.set_index("segment")
+    assert audit.best == "smb"
+    assert t.loc["smb", "value"] == 0.0 and t.loc["smb", "ci_low"] == 0.0
+    assert t.loc["enterprise", "flag"] == "worse"
+    assert t.loc["smb", "flag"] == "ok"
+    assert t.loc["smb", "reason"].startswith("better than the other segments")
+    assert math.isnan(t.loc["enterprise", "ratio_best"])  # best rate is 0
+
+
+def test_audit_sums_rows_of_the_same_segment() -> None:
+    daily = pd.DataFrame(
+        {
+            "segment": ["a", "a", "b", "b"],
+            "day": [1, 2, 1, 2],
+            "k": [90, 85, 70, 75],
+            "n": [100, 100, 100, 100],
+        }
+    )
+    audit = bias_audit(daily, min_n=50)
+    assert audit.table["n"].tolist() == [200, 200]
+    assert audit.table["k"].tolist() == [175, 145]
+
+
+def test_single_segment_is_compared_with_nothing() -> None:
+    audit = bias_audit(pd.DataFrame({"segment": ["only"], "k": [90], "n": [100]}), min_n=10)
+    row = audit.table.iloc[0]
+    assert row["flag"] == "ok" and row["reason"] == "no other segment to compare with"
+    assert row["diff_overall"] == 0 and row["diff_overall_low"] == 0
+
+
+def test_audit_false_flag_rate_under_equal_segments() -> None:
+    # Four equal segments: Holm keeps the chance of any "worse" flag at or below alpha.
+    rng = np.random.default_rng(99)
+    sims, any_flag = 300, 0
+    n = np.array([400, 600, 800, 1000])
+    for _ in range(sims):
+        k = rng.binomial(n, 0.9)
+        audit = bias_audit(pd.DataFrame({"segment": SEGMENTS, "k": k, "n": n}), min_n=100)
+        any_flag += bool(audit.flagged)
+    assert any_flag / sims <= 0.05 + 0.03
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "error", "match"),
+    [
+        (pd.DataFrame({"seg": ["a"], "k": [1], "n": [2]}), {}, ValueError, r"no column\(s\)"),
+        (
+            pd.DataFrame({"segment": ["a"], "k": [3], "n": [2]}),
+            {},
+            ValueError,
+            r"k must not exceed n",
+        ),
+        (pd.DataFrame({"segment": [None], "k": [1], "n": [2]}), {}, ValueError, "missing values"),
+        ({"segment": ["a"]}, {}, TypeError, "must be a pandas DataFrame"),
+        (pd.DataFrame({"segment": ["a"], "k": [1], "n": [2]}), {"min_n": 0}, ValueError, "min_n"),
+        (pd.DataFrame({"segment": ["a"], "k": [1], "n": [2]}), {"alpha": 2}, ValueError, "alpha"),
+    ],
+)
+def test_audit_errors(frame, kwargs, error, match: str) -> None:
+    with pytest.raises(error, match=match):
+        bias_audit(frame, **kwargs)
