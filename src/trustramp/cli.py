@@ -211,6 +211,12 @@ def _fail_on(value: str | None) -> set[str]:
     help="Comma-separated verdicts that make the exit code non-zero, e.g. "
     "rollback,pause,hold (exit 13/12/11; GO 10).",
 )
+@click.option(
+    "--full",
+    "full_recompute",
+    is_flag=True,
+    help="Recompute every day's aggregates (default: only days with new data).",
+)
 @home_option
 @reports_option
 @wait_option
@@ -220,6 +226,7 @@ def evaluate(
     as_of: dt.datetime | None,
     config_path: Path | None,
     fail_on: str | None,
+    full_recompute: bool,
     home: Path,
     reports: Path,
     wait_seconds: float,
@@ -240,6 +247,7 @@ def evaluate(
         as_of=as_of.date() if as_of else None,
         config=config_path,
         wait_seconds=wait_seconds,
+        full_recompute=full_recompute,
     )
     v = result.verdict.to_dict()
     click.echo(

@@ -139,6 +139,7 @@ def evaluate(
     config: str | Path | RolloutConfig | None = None,
     wait_seconds: float = 600.0,
     memory_limit: str | None = None,
+    full_recompute: bool = False,
 ) -> EvaluationResult:
     """Evaluate one feature as of a date: metrics, verdict, thresholds; write the run's outputs.
 
@@ -148,6 +149,8 @@ def evaluate(
     home, reports : the lake/catalog folder and the outputs folder.
     as_of : the evaluated day (default: yesterday, UTC).
     config : a rollout config (file or object); default: the playbook defaults.
+    full_recompute : recompute every day's aggregates instead of only the days that new
+        predictions or late decisions touched since the last run.
     """
     from trustramp import __version__
     from trustramp.decide.verdict import decide
@@ -160,6 +163,7 @@ def evaluate(
         windows_for,
     )
     from trustramp.store import aggregates as agg
+    from trustramp.store import daycache
     from trustramp.store.lake import Home, reader
     from trustramp.store.lock import writer_lock
     from trustramp.store.outputs import publish_run, record_run, run_dir, write_json, write_metrics
@@ -179,8 +183,19 @@ def evaluate(
                 "ingest some first (trustramp ingest PATH)"
             )
         win = windows_for(cfg, as_of)
-        aggs = agg.compute_aggregates(
-            con,
+        with writer_lock(h.root, wait_seconds=wait_seconds):  # the day cache is written
+            refreshed = daycache.refresh(
+                con,
+                h,
+                cfg.feature,
+                win.first,
+                as_of,
+                bins=cfg.statistics.ece_bins,
+                grid_step=cfg.routing.grid_step,
+                full=full_recompute,
+            )
+        aggs = daycache.load(
+            h,
             cfg.feature,
             win.first,
             as_of,
@@ -273,4 +288,8 @@ def evaluate(
         metrics=table,
         evidence=evidence,
         run_dir=out,
+        extras={
+            "recomputed_days": list(refreshed.recomputed),
+            "cached_days": list(refreshed.cached),
+        },
     )

@@ -187,6 +187,7 @@ def ingest_paths(
                     s.parts_dir,
                     s.quarantine_file,
                     s.log_file,
+                    dirty=s.dirty,
                     crash_hook=_crash if crash_after == "parts" and n == 0 else None,
                 )
                 results.append(_result(s))

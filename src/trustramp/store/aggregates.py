@@ -54,7 +54,7 @@ class Aggregates:
     customers: pd.DataFrame
     """model_version, customer_id, segment, shown, day + CELL_MEASURES."""
     confusion: pd.DataFrame
-    """model_version, segment, shown, predicted_label, human_label, n (labeled rows only)."""
+    """model_version, segment, shown, day, predicted_label, human_label, n (labeled rows)."""
     latency: pd.DataFrame
     """model_version, segment, mode, day, lat_bin, n (bins of trustramp.metrics.latency)."""
     confidence: pd.DataFrame
@@ -73,11 +73,17 @@ def compute_aggregates(
     *,
     bins: int = 15,
     grid_step: float = 0.01,
+    days: list[dt.date] | None = None,
 ) -> Aggregates:
-    """Run the stage-1 queries on a connection that has the catalog's views."""
+    """Run the stage-1 queries on a connection that has the catalog's views.
+
+    `days` restricts the work to those prediction days within [start, end] (default: all).
+    """
     grid_scale = round(grid_step * 1e6)
     n_grid = round(1 / grid_step)
-    p = _params(feature, start, end)
+    if days is None:
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    p = {**_params(feature, start, end), "days": days}
     with translated(f"aggregating {feature} {start}..{end}"):
         raw = con.execute(
             sql("cells"),
@@ -96,9 +102,9 @@ def compute_aggregates(
     ]
     confusion = raw[
         (gid == GROUPING["confusion"]) & raw["human_label"].notna() & raw["predicted_label"].notna()
-    ][["model_version", "segment", "shown", "predicted_label", "human_label", "labeled"]].rename(
-        columns={"labeled": "n"}
-    )
+    ][
+        ["model_version", "segment", "shown", "day", "predicted_label", "human_label", "labeled"]
+    ].rename(columns={"labeled": "n"})
     return Aggregates(
         feature=feature,
         start=start,

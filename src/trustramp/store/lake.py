@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,22 @@ def discard_uncommitted(home: Home, src: str) -> int:
     return removed
 
 
+def dirty_dir(home: Home, feature: str) -> Path:
+    """Where the day cache's dirty marks of one feature live (see `store.daycache`)."""
+    return home.state / "dirty" / feature
+
+
+def mark_dirty(home: Home, src: str, days: Iterable[tuple[str, dt.date]]) -> int:
+    """Mark (feature, date) prediction days dirty on behalf of source `src`."""
+    n = 0
+    for feature, day in set(days):
+        d = dirty_dir(home, feature)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{day.isoformat()}__{src}").touch()
+        n += 1
+    return n
+
+
 def commit_source(
     home: Home,
     src: str,
@@ -111,6 +128,7 @@ def commit_source(
     staged_quarantine: Path | None,
     staged_log: Path,
     *,
+    dirty: Iterable[tuple[str, dt.date]] = (),
     crash_hook: Callable[[], None] | None = None,
 ) -> None:
     """Move a source's staged files into place; the commit record goes last."""
@@ -127,6 +145,7 @@ def commit_source(
         touched.add(home.quarantine)
     for d in touched:
         fsync_dir(d)
+    mark_dirty(home, src, dirty)  # before the commit record: a committed file's days are marked
     if crash_hook is not None:  # tests: die between moving the data and writing the commit record
         crash_hook()
     os.replace(staged_log, home.ingest_log / f"{src}.parquet")

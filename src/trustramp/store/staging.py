@@ -50,6 +50,8 @@ class StagedFile:
     rows_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     parts_dir: Path | None = None
+    dirty: set[tuple[str, dt.date]] = field(default_factory=set)
+    """(feature, prediction date) days whose aggregates this file changes."""
     quarantine_file: Path | None = None
     log_file: Path | None = None
 
@@ -99,6 +101,9 @@ def stage_file(
             con, _landed(home, Kind.PREDICTIONS, pending), schema, checked, stage, src, staged
         )
         staged.quarantine_file = _write_quarantine(con, schema, checked, stage, src, staged)
+        staged.dirty = _dirty_days(
+            con, schema, staged.parts_dir, _landed(home, Kind.PREDICTIONS, pending)
+        )
     staged.rows_duplicate = staged.rows_read - staged.rows_new - staged.rows_quarantined
     staged.log_file = _write_log(stage, staged)
     return staged
@@ -196,6 +201,27 @@ def _write_parts(
         shutil.rmtree(parts, ignore_errors=True)
         return None
     return parts
+
+
+def _dirty_days(
+    con: duckdb.DuckDBPyConnection, schema: Schema, parts: Path | None, preds: str
+) -> set[tuple[str, dt.date]]:
+    """The (feature, prediction date) days whose aggregates the staged rows change."""
+    if parts is None or schema.kind not in (Kind.PREDICTIONS, Kind.DECISIONS):
+        return set()
+    files = quote_literal(str(parts / "*" / "*" / "*.parquet"))
+    if schema.kind is Kind.PREDICTIONS:
+        query = (
+            f"SELECT DISTINCT {FEATURE}, {DATE} FROM read_parquet({files}, "
+            f"hive_partitioning = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
+        )
+    else:
+        query = (
+            f"SELECT DISTINCT p.{FEATURE}, p.{DATE} FROM ({preds}) p WHERE p.{ITEM_KEY} IN "
+            f"(SELECT {ITEM_KEY} FROM read_parquet({files}))"
+        )
+    with translated("finding the days to recompute"):
+        return {(f, d) for f, d in con.execute(query).fetchall()}
 
 
 def audit_staged(

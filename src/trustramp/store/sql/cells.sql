@@ -2,13 +2,14 @@
 -- Grain (GROUPING SETS, told apart by `grouping_set`):
 --   0 cells:     model_version x segment x mode x day x ece_bin x grid_bin
 --   1 customers: model_version x customer_id x segment x shown x day
---   2 confusion: model_version x segment x shown x predicted_label x human_label (labeled rows)
--- Parameters: $feature, $start, $end (dates, inclusive), $bins (ECE bins M), $grid_scale (grid step
--- in millionths, e.g. 10000 for 0.01), $n_grid (grid cells), $eps (log-loss clipping).
+--   2 confusion: model_version x segment x shown x day x predicted_label x human_label
+-- Parameters: $feature, $start, $end (dates, inclusive), $days (the days wanted within them),
+-- $bins (ECE bins M), $grid_scale (grid step in millionths, e.g. 10000 for 0.01), $n_grid (grid
+-- cells), $eps (log-loss clipping). Rows are per prediction day, so days can be cached apart.
 -- Latest decision per item: greatest decided_at, ties broken by greatest decision_id (SPEC 1.1).
 WITH preds AS (
   SELECT * FROM predictions
-  WHERE feature = $feature AND date BETWEEN $start AND $end
+  WHERE feature = $feature AND date BETWEEN $start AND $end AND list_contains($days, date)
 ),
 latest AS (
   SELECT item_key, item_id,
@@ -58,5 +59,5 @@ FROM joined
 GROUP BY GROUPING SETS (
   (model_version, segment, mode, day, ece_bin, grid_bin),
   (model_version, customer_id, segment, shown, day),
-  (model_version, segment, shown, predicted_label, human_label)
+  (model_version, segment, shown, day, predicted_label, human_label)
 )

@@ -1,0 +1,151 @@
+"""Per-day cache of the stage-1 aggregates: a nightly run recomputes only the days that changed.
+
+A day's aggregates depend on that day's predictions and on the decisions for their items (which
+may arrive days later). Ingest therefore marks days dirty when it commits a file:
+- a predictions file dirties the (feature, date) partitions it wrote;
+- a decisions file dirties the prediction days of the items it decided.
+The marks (`HOME/state/dirty/<feature>/<date>__<source>`) are written before the file's commit
+record, so a committed file's days are always marked. `refresh` recomputes the days of a range
+that are dirty or were never computed, in one SQL pass, writes each day's frames with atomic
+renames, and only then removes the marks it saw; a file committed meanwhile leaves its mark.
+
+Layout: `HOME/aggregates/<feature>/b<bins>-g<grid>/<date>/<frame>.parquet`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trustramp.store.aggregates import Aggregates, compute_aggregates
+from trustramp.store.lake import Home, dirty_dir, mark_dirty
+
+__all__ = ["Refresh", "load", "mark_dirty", "refresh"]
+
+FRAMES = ("cells", "customers", "confusion", "latency", "confidence")
+DONE = "_done"
+
+
+def _dirty_marks(home: Home, feature: str) -> dict[dt.date, list[Path]]:
+    out: dict[dt.date, list[Path]] = {}
+    d = dirty_dir(home, feature)
+    if not d.exists():
+        return out
+    for p in d.iterdir():
+        day = p.name.split("__", 1)[0]
+        try:
+            out.setdefault(dt.date.fromisoformat(day), []).append(p)
+        except ValueError:
+            continue
+    return out
+
+
+def cache_dir(home: Home, feature: str, bins: int, grid_step: float) -> Path:
+    return home.root / "aggregates" / feature / f"b{bins}-g{round(grid_step * 1e6)}"
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What a refresh did: the days recomputed (the rest were read from the cache)."""
+
+    recomputed: tuple[dt.date, ...]
+    cached: tuple[dt.date, ...]
+
+
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    bins: int,
+    grid_step: float,
+    full: bool = False,
+) -> Refresh:
+    """Recompute the dirty or missing days of [start, end] (all of them with `full`)."""
+    base = cache_dir(home, feature, bins, grid_step)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    marks = _dirty_marks(home, feature)
+    todo = [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
+    if todo:
+        aggs = compute_aggregates(
+            con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
+        )
+        for day in todo:
+            _write_day(base / day.isoformat(), aggs, day)
+        for day in todo:
+            for mark in marks.get(day, []):
+                mark.unlink(missing_ok=True)
+    return Refresh(tuple(todo), tuple(d for d in days if d not in todo))
+
+
+def _write_day(folder: Path, aggs: Aggregates, day: dt.date) -> None:
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in FRAMES:
+        frame = getattr(aggs, name)
+        part = frame[frame["day"] == day] if len(frame) else frame
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp / f"{name}.parquet")
+    (tmp / DONE).touch()
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load(
+    home: Home, feature: str, start: dt.date, end: dt.date, *, bins: int, grid_step: float
+) -> Aggregates:
+    """The cached aggregates of [start, end] (call `refresh` first)."""
+    base = cache_dir(home, feature, bins, grid_step)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
+    for i in range((end - start).days + 1):
+        folder = base / (start + dt.timedelta(days=i)).isoformat()
+        for name in FRAMES:
+            f = folder / f"{name}.parquet"
+            if f.exists():
+                parts[name].append(pq.read_table(f).to_pandas())
+    frames = {}
+    for name, got in parts.items():
+        got = [g for g in got if len(g)]
+        frame = pd.concat(got, ignore_index=True) if got else _empty(name)
+        if "day" in frame:
+            frame["day"] = pd.to_datetime(frame["day"]).dt.date
+        frames[name] = frame
+    return Aggregates(
+        feature=feature, start=start, end=end, bins=bins, grid_step=grid_step, **frames
+    )
+
+
+def _empty(name: str) -> pd.DataFrame:
+    from trustramp.store.aggregates import CELL_MEASURES
+
+    cols = {
+        "cells": ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES],
+        "customers": ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES],
+        "confusion": [
+            "model_version",
+            "segment",
+            "shown",
+            "day",
+            "predicted_label",
+            "human_label",
+            "n",
+        ],
+        "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
+        "confidence": ["model_version", "day", "bin", "n"],
+    }[name]
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c in CELL_MEASURES or c == "n" else object) for c in cols}
+    )
