@@ -289,5 +289,128 @@ def demo(out: Path, rows: int, seed: int, home: Path, reports: Path) -> None:
         click.echo(line)
 
 
+feature_options = [
+    click.option("--feature", help="Feature (default: the config's `feature`)."),
+    click.option(
+        "--as-of",
+        "as_of",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        help="Last day of the data to use, YYYY-MM-DD (default: yesterday, UTC).",
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Rollout config (default: the playbook defaults).",
+    ),
+]
+
+
+def _feature_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(feature_options):
+        fn = option(fn)
+    return fn
+
+
+@main.group()
+def thresholds() -> None:
+    """Recommend routing thresholds, or replay a policy on logged traffic."""
+
+
+@thresholds.command("recommend")
+@_feature_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the thresholds.yaml patch here (default: print it).",
+)
+@home_option
+@wait_option
+@_boundary
+def thresholds_recommend(
+    feature: str | None,
+    as_of: dt.datetime | None,
+    config_path: Path | None,
+    out: Path | None,
+    home: Path,
+    wait_seconds: float,
+) -> None:
+    """Recommend the lowest thresholds per band that meet each band's accuracy target with
+    probability at least 1 - delta (Learn-then-Test on unshown labeled items of one version),
+    globally and per segment, staged by the playbook's week-by-week progression."""
+    from trustramp.pipeline import recommend_thresholds
+
+    result = recommend_thresholds(
+        feature,
+        home=home,
+        as_of=as_of.date() if as_of else None,
+        config=config_path,
+        wait_seconds=wait_seconds,
+    )
+    text = result.to_yaml()
+    if out:
+        out.write_text(text, "utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@thresholds.command("whatif")
+@click.option("--auto", type=click.FloatRange(0, 1), help="Auto-process at or above this.")
+@click.option("--confirm", type=click.FloatRange(0, 1), help="Suggest & confirm from this.")
+@click.option("--review", type=click.FloatRange(0, 1), help="Suggest & review from this.")
+@_feature_options
+@home_option
+@wait_option
+@_boundary
+def thresholds_whatif(
+    auto: float | None,
+    confirm: float | None,
+    review: float | None,
+    feature: str | None,
+    as_of: dt.datetime | None,
+    config_path: Path | None,
+    home: Path,
+    wait_seconds: float,
+) -> None:
+    """Replay a routing policy on the logged traffic of the monitoring window: items and
+    accuracy per band, human workload per day, against the config's current policy.
+    Bands not given keep the config's thresholds."""
+    from trustramp.pipeline import whatif
+
+    policy = {
+        k: v for k, v in (("auto", auto), ("confirm", confirm), ("review", review)) if v is not None
+    }
+    if not policy:
+        raise click.UsageError("give at least one of --auto, --confirm, --review")
+    replay = whatif(
+        policy,
+        feature,
+        home=home,
+        as_of=as_of.date() if as_of else None,
+        config=config_path,
+        wait_seconds=wait_seconds,
+    )
+    summary = replay.summary
+    cols = [
+        c
+        for c in (
+            "policy",
+            "band",
+            "threshold",
+            "items",
+            "items_per_day",
+            "share",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+        )
+        if c in summary.columns
+    ]
+    click.echo(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    work = replay.workload.groupby("policy")["human_workload"].mean()
+    click.echo("human workload per day: " + ", ".join(f"{p} {w:,.0f}" for p, w in work.items()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

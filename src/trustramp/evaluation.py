@@ -686,6 +686,7 @@ def recommend(
         segments, by_group={g: th.apply_progression(r, stage) for g, r in segments.by_group.items()}
     )
     traffic = _between(aggs.cells, win.monitor_start, win.as_of)
+    traffic = traffic[traffic["model_version"] == pop.version]  # one version: items not doubled
     by_day = grid_frame(traffic, step, ["day"])
     policy = {b.band: b.threshold for b in staged.bands if b.band != "human"}
     whatif = th.replay_policy(by_day, policy, current=current, step=step, confidence_level=level)

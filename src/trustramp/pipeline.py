@@ -126,6 +126,110 @@ def _miscalibrated(evidence: Any, cfg: RolloutConfig) -> bool:
     )
 
 
+def _resolve_config(
+    feature: str | None, config: str | Path | RolloutConfig | None
+) -> RolloutConfig:
+    cfg = config if isinstance(config, RolloutConfig) else load_config(config)
+    if feature and feature != cfg.feature:
+        cfg = cfg.model_copy(update={"feature": feature})
+    return cfg
+
+
+def _load_aggregates(
+    con: Any,
+    home: Any,
+    cfg: RolloutConfig,
+    as_of: dt.date,
+    *,
+    wait_seconds: float,
+    full_recompute: bool = False,
+) -> tuple[Any, Any, Any]:
+    """(windows, aggregates, refresh) for an evaluation: refresh the day cache, then read it."""
+    from trustramp.errors import NoDataError
+    from trustramp.evaluation import windows_for
+    from trustramp.store import aggregates as agg
+    from trustramp.store import daycache
+    from trustramp.store.lock import writer_lock
+
+    if agg.data_window(con, cfg.feature) is None:
+        raise NoDataError(
+            f"no predictions for feature {cfg.feature!r} in {home.root}; "
+            "ingest some first (trustramp ingest PATH)"
+        )
+    win = windows_for(cfg, as_of)
+    bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
+    with writer_lock(home.root, wait_seconds=wait_seconds):  # the day cache is written
+        refreshed = daycache.refresh(
+            con, home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
+        )
+    aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
+    return win, aggs, refreshed
+
+
+def recommend_thresholds(
+    feature: str | None = None,
+    *,
+    home: str | Path,
+    as_of: dt.date | None = None,
+    config: str | Path | RolloutConfig | None = None,
+    wait_seconds: float = 600.0,
+) -> Any:
+    """Recommended routing thresholds (global, per segment, progression stage, what-if)."""
+    from trustramp.evaluation import gate_population, recommend
+    from trustramp.store.lake import Home, reader
+
+    cfg = _resolve_config(feature, config)
+    as_of = as_of or yesterday()
+    h = Home.at(home)
+    con = reader(h)
+    try:
+        win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
+    finally:
+        con.close()
+    return recommend(aggs, win, gate_population(aggs, win, cfg), cfg)
+
+
+def whatif(
+    policy: dict[str, float | None],
+    feature: str | None = None,
+    *,
+    home: str | Path,
+    as_of: dt.date | None = None,
+    config: str | Path | RolloutConfig | None = None,
+    wait_seconds: float = 600.0,
+) -> Any:
+    """Replay a routing policy on the logged traffic of the monitoring window, against the
+    config's current policy: items per band per day, accuracy per band, human workload."""
+    from trustramp.decide.thresholds import replay_policy
+    from trustramp.evaluation import _between, gate_population, grid_frame
+    from trustramp.store.lake import Home, reader
+
+    cfg = _resolve_config(feature, config)
+    as_of = as_of or yesterday()
+    h = Home.at(home)
+    con = reader(h)
+    try:
+        win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
+    finally:
+        con.close()
+    current = {
+        "auto": cfg.routing.auto,
+        "confirm": cfg.routing.confirm,
+        "review": cfg.routing.review,
+    }
+    full = {**current, **policy}
+    version = gate_population(aggs, win, cfg).version
+    traffic = _between(aggs.cells, win.monitor_start, win.as_of)
+    traffic = traffic[traffic["model_version"] == version]  # one version's traffic, not doubled
+    return replay_policy(
+        grid_frame(traffic, cfg.routing.grid_step, ["day"]),
+        full,
+        current=current,
+        step=cfg.routing.grid_step,
+        confidence_level=cfg.statistics.confidence_level,
+    )
+
+
 def yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
@@ -154,53 +258,20 @@ def evaluate(
     """
     from trustramp import __version__
     from trustramp.decide.verdict import decide
-    from trustramp.errors import NoDataError
-    from trustramp.evaluation import (
-        build_evidence,
-        gate_population,
-        metrics_table,
-        recommend,
-        windows_for,
-    )
+    from trustramp.evaluation import build_evidence, gate_population, metrics_table, recommend
     from trustramp.store import aggregates as agg
-    from trustramp.store import daycache
     from trustramp.store.lake import Home, reader
     from trustramp.store.lock import writer_lock
     from trustramp.store.outputs import publish_run, record_run, run_dir, write_json, write_metrics
 
-    cfg = config if isinstance(config, RolloutConfig) else load_config(config)
-    if feature and feature != cfg.feature:
-        cfg = cfg.model_copy(update={"feature": feature})
+    cfg = _resolve_config(feature, config)
     as_of = as_of or yesterday()
     run_dir(Path(reports), cfg.feature, as_of)  # validates the name before any work
     h = Home.at(home)
     con = reader(h, memory_limit=memory_limit)
     try:
-        span = agg.data_window(con, cfg.feature)
-        if span is None:
-            raise NoDataError(
-                f"no predictions for feature {cfg.feature!r} in {h.root}; "
-                "ingest some first (trustramp ingest PATH)"
-            )
-        win = windows_for(cfg, as_of)
-        with writer_lock(h.root, wait_seconds=wait_seconds):  # the day cache is written
-            refreshed = daycache.refresh(
-                con,
-                h,
-                cfg.feature,
-                win.first,
-                as_of,
-                bins=cfg.statistics.ece_bins,
-                grid_step=cfg.routing.grid_step,
-                full=full_recompute,
-            )
-        aggs = daycache.load(
-            h,
-            cfg.feature,
-            win.first,
-            as_of,
-            bins=cfg.statistics.ece_bins,
-            grid_step=cfg.routing.grid_step,
+        win, aggs, refreshed = _load_aggregates(
+            con, h, cfg, as_of, wait_seconds=wait_seconds, full_recompute=full_recompute
         )
         pop = gate_population(aggs, win, cfg)
         paired = (
