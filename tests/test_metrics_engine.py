@@ -172,3 +172,63 @@ def test_planted_effects_show_up(engine: dict, demo_lake: dict) -> None:
         top["conf_sum"].sum() / top["labeled"].sum() - top["correct"].sum() / top["labeled"].sum()
     )
     assert gap_band > 0.06 and abs(gap_top) < 0.03
+
+
+def test_gate_population_metrics_match_array_references(demo_lake: dict) -> None:
+    """Equal-mass and class-wise ECE from SQL equal the array implementations on raw rows."""
+    import json
+
+    from trustramp.evaluation import gate_metric_rows, gate_population
+    from trustramp.metrics import classwise_ece
+    from trustramp.store import aggregates as agg
+
+    cfg = demo_lake["config"]
+    win = windows_for(cfg, demo_lake["manifest"].end)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
+        pop = gate_population(aggs, win, cfg)
+        rows = gate_metric_rows(
+            aggs,
+            win,
+            pop,
+            cfg,
+            equal_mass=agg.equal_mass_bins(
+                con, cfg.feature, win.gate_start, win.gate_end, pop.version, 15
+            ),
+            classwise=agg.classwise_bins(
+                con, cfg.feature, win.gate_start, win.gate_end, pop.version, 15
+            ),
+        )
+    finally:
+        con.close()
+    raw = raw_joined(demo_lake["home"], cfg.feature)
+    raw["date"] = pd.to_datetime(raw["date"]).dt.date
+    gate = labeled_unshown(
+        raw[
+            (raw["date"] >= win.gate_start)
+            & (raw["date"] <= win.gate_end)
+            & (raw["model_version"] == pop.version)
+        ]
+    )
+    gate = gate.sort_values(["confidence", "prediction_id"], kind="stable")
+    correct = (gate["human_label"] == gate["predicted_label"]).to_numpy(int)
+    got = rows.set_index("metric")["value"]
+    assert got["ece_equal_mass"] == pytest.approx(
+        expected_calibration_error(
+            correct, gate["confidence"].to_numpy(float), n_bins=15, strategy="quantile"
+        ),
+        abs=1e-12,
+    )
+    probs = [json.loads(p) for p in gate["class_probabilities"]]
+    classes = sorted({k for p in probs for k in p})
+    matrix = np.array([[p.get(c, 0.0) for c in classes] for p in probs])
+    assert got["ece_classwise"] == pytest.approx(
+        classwise_ece(
+            gate["human_label"].astype(str).to_numpy(), matrix, n_bins=15, classes=classes
+        ),
+        abs=1e-9,
+    )
+    clustered = rows[(rows["metric"] == "accuracy_clustered") & rows["segment"].isna()].iloc[0]
+    assert clustered["value"] == pytest.approx(correct.mean(), abs=1e-12)
+    assert clustered["ci_low"] < clustered["value"] < clustered["ci_high"]

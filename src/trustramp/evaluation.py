@@ -378,18 +378,25 @@ def _psi_rows(aggs: Aggregates, win: Windows, min_n: int) -> list[pd.DataFrame]:
         a = cur.reindex(bins, fill_value=0).to_numpy()
         if e.sum() == 0 or a.sum() < min_n:
             continue
+        r = m.psi_result(e, a, min_n=min_n)
+        levels = (
+            ("psi", r.value),
+            ("psi_warning_level", r.warning),
+            ("psi_critical_level", r.critical),
+        )
         out.append(
             pd.DataFrame(
                 [
                     {
                         "model_version": version,
-                        "metric": "psi",
-                        "value": m.psi(e, a),
+                        "metric": name,
+                        "value": value,
                         "ci_low": np.nan,
                         "ci_high": np.nan,
                         "n": int(a.sum()),
                         "window": "window",
                     }
+                    for name, value in levels
                 ]
             )
         )
@@ -693,3 +700,138 @@ def recommend(
     return Thresholds(
         recommended=staged, certified=certified, segments=segments, stage=str(stage), whatif=whatif
     )
+
+
+def gate_metric_rows(
+    aggs: Aggregates,
+    win: Windows,
+    pop: GatePopulation,
+    config: RolloutConfig,
+    *,
+    equal_mass: pd.DataFrame | None = None,
+    classwise: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Metrics of the certified population (one version, unshown, matured window) and of the
+    automation-bias gap, with cluster-bootstrap intervals where items cluster by customer."""
+    st = config.statistics
+    base = {
+        "feature": aggs.feature,
+        "model_version": pop.version,
+        "mode": UNSHOWN,
+        "window": "window",
+        "segment": None,
+        "customer_id": None,
+        "day": None,
+    }
+    rows: list[dict] = []
+    # Accuracy with a cluster bootstrap over customers (items cluster by customer).
+    cust = _between(aggs.customers, win.gate_start, win.gate_end)
+    cust = cust[(cust["model_version"] == pop.version) & ~cust["shown"].astype(bool)]
+    for seg in [None, *config.segments]:
+        c = cust if seg is None else cust[cust["segment"] == seg]
+        g = c.groupby("customer_id")[["correct", "labeled"]].sum()
+        g = g[g["labeled"] > 0]
+        if len(g) >= 2:
+            est, lo, hi = m.cluster_bootstrap_interval(
+                g["correct"].to_numpy(),
+                g["labeled"].to_numpy(),
+                confidence=st.confidence_level,
+                reps=st.bootstrap_reps,
+                seed=st.seed,
+            )
+            rows.append(
+                {
+                    **base,
+                    "segment": seg,
+                    "metric": "accuracy_clustered",
+                    "value": est,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": int(g["labeled"].sum()),
+                }
+            )
+    # The ECE's noise floor and consistency-test p-value at this n (value, n; no interval).
+    cal, test = calibration_evidence(pop, config)
+    if cal.n >= m.MIN_SHOWN_N:
+        rows += [
+            {
+                **base,
+                "metric": "ece_noise_floor",
+                "value": test.noise_floor,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": cal.n,
+            },
+            {
+                **base,
+                "metric": "ece_p_value",
+                "value": test.p_value,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": cal.n,
+            },
+        ]
+    if equal_mass is not None and equal_mass["n"].sum() >= m.MIN_SHOWN_N:
+        rows.append(
+            {
+                **base,
+                "metric": "ece_equal_mass",
+                "value": float(
+                    m.ece_from_bins(
+                        equal_mass["n"].to_numpy(),
+                        equal_mass["correct"].to_numpy(),
+                        equal_mass["conf_sum"].to_numpy(),
+                    )
+                ),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": int(equal_mass["n"].sum()),
+            }
+        )
+    if classwise is not None and len(classwise):
+        wide = {
+            col: classwise.pivot_table(
+                index="class", columns="bin", values=col, aggfunc="sum", fill_value=0
+            )
+            for col in ("n", "hits", "prob_sum")
+        }
+        n_items = int(wide["n"].sum(axis=1).iloc[0])
+        if n_items >= m.MIN_SHOWN_N:
+            rows.append(
+                {
+                    **base,
+                    "metric": "ece_classwise",
+                    "value": float(
+                        m.classwise_ece_from_bins(
+                            wide["n"].to_numpy(),
+                            wide["hits"].to_numpy(),
+                            wide["prob_sum"].to_numpy(),
+                        )
+                    ),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n": n_items,
+                }
+            )
+    # Automation bias: agreement on shown vs unshown items (monitoring window, all versions).
+    mon = _between(aggs.cells, win.monitor_start, win.as_of)
+    shown, unshown = mon[mon["mode"] != UNSHOWN], mon[mon["mode"] == UNSHOWN]
+    ks, ns = int(shown["correct"].sum()), int(shown["labeled"].sum())
+    ku, nu = int(unshown["correct"].sum()), int(unshown["labeled"].sum())
+    if ns and nu:
+        gap = m.agreement_gap(ks, ns, ku, nu, confidence=st.confidence_level)
+        rows.append(
+            {
+                **base,
+                "model_version": None,
+                "mode": None,
+                "metric": "automation_bias_gap",
+                "value": gap.difference,
+                "ci_low": gap.ci_low,
+                "ci_high": gap.ci_high,
+                "n": ns + nu,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame["n"] = frame["n"].astype("int64")
+    return frame

@@ -258,7 +258,13 @@ def evaluate(
     """
     from trustramp import __version__
     from trustramp.decide.verdict import decide
-    from trustramp.evaluation import build_evidence, gate_population, metrics_table, recommend
+    from trustramp.evaluation import (
+        build_evidence,
+        gate_metric_rows,
+        gate_population,
+        metrics_table,
+        recommend,
+    )
     from trustramp.store import aggregates as agg
     from trustramp.store.lake import Home, reader
     from trustramp.store.lock import writer_lock
@@ -292,6 +298,30 @@ def evaluate(
             quarantined=sum(agg.quarantine_counts(con).values()),
         )
         quarantine = agg.quarantine_counts(con)
+        extra_rows = None
+        if pop.version:
+            extra_rows = gate_metric_rows(
+                aggs,
+                win,
+                pop,
+                cfg,
+                equal_mass=agg.equal_mass_bins(
+                    con,
+                    cfg.feature,
+                    win.gate_start,
+                    win.gate_end,
+                    pop.version,
+                    cfg.statistics.ece_bins,
+                ),
+                classwise=agg.classwise_bins(
+                    con,
+                    cfg.feature,
+                    win.gate_start,
+                    win.gate_end,
+                    pop.version,
+                    cfg.statistics.ece_bins,
+                ),
+            )
         recal = None
         if _miscalibrated(evidence, cfg) and pop.version:
             from trustramp.decide.recalibration import fit_recalibration
@@ -317,6 +347,8 @@ def evaluate(
     table = metrics_table(
         aggs, win, confidence=cfg.statistics.confidence_level, psi_min_n=cfg.statistics.psi_min_n
     )
+    if extra_rows is not None and len(extra_rows):
+        table = pd.concat([table, extra_rows], ignore_index=True)
     thresholds = recommend(aggs, win, pop, cfg)
     if recal is not None:
         thresholds = dataclasses.replace(thresholds, recalibration=recal)

@@ -220,3 +220,18 @@ def labeled_sample(
             sql("labeled_sample"),
             {**_params(feature, start, end), "version": version, "limit": limit, "seed": seed},
         ).df()
+
+
+def classwise_bins(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    version: str,
+    bins: int,
+) -> pd.DataFrame:
+    """Per (class, bin): n, hits, prob_sum from class_probabilities (empty when none are logged)."""
+    with translated("class-wise calibration bins"):
+        return con.execute(
+            sql("classwise"), {**_params(feature, start, end), "version": version, "bins": bins}
+        ).df()
