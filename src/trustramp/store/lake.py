@@ -11,9 +11,9 @@ point leaves nothing visible; the rerun deletes the leftovers of the uncommitted
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
-import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
