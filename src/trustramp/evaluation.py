@@ -465,6 +465,7 @@ def build_evidence(
     feedback: dict[str, float | int | None],
     incidents: pd.DataFrame,
     quarantined: int,
+    edge_cases: dict[str, Count] | None = None,
 ) -> Evidence:
     """Everything the verdict needs, from the aggregates (counts, never raw rows)."""
     segs = list(config.segments)
@@ -563,7 +564,7 @@ def build_evidence(
         calibration=calibration,
         regression=regression,
         bias=bias,
-        edge_cases={},
+        edge_cases=edge_cases or {},
         baseline_accuracy=baseline,
         data=DataSummary(
             predictions=n_all,
@@ -835,3 +836,28 @@ def gate_metric_rows(
     frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     frame["n"] = frame["n"].astype("int64")
     return frame
+
+
+def slice_audits(slices: dict[str, pd.DataFrame], config: RolloutConfig) -> list[dict]:
+    """The bias audit over each configured extra slice column (accuracy, unshown, one version)."""
+    out = []
+    st = config.statistics
+    for column, counts in slices.items():
+        frame = counts.assign(segment=counts["value"].fillna("(missing)"))[["segment", "k", "n"]]
+        if frame["n"].sum() == 0:
+            continue
+        audit = m.bias_audit(frame, min_n=st.min_segment_n, confidence=st.confidence_level)
+        for r in audit.table.itertuples():
+            out.append(
+                {
+                    "column": column,
+                    "value": r.segment,
+                    "n": int(r.n),
+                    "accuracy": float(r.value),
+                    "ci_low": float(r.ci_low),
+                    "ci_high": float(r.ci_high),
+                    "flag": r.flag,
+                    "reason": r.reason,
+                }
+            )
+    return out

@@ -257,6 +257,7 @@ def evaluate(
         predictions or late decisions touched since the last run.
     """
     from trustramp import __version__
+    from trustramp.decide.evidence import Count
     from trustramp.decide.verdict import decide
     from trustramp.evaluation import (
         build_evidence,
@@ -264,6 +265,7 @@ def evaluate(
         gate_population,
         metrics_table,
         recommend,
+        slice_audits,
     )
     from trustramp.store import aggregates as agg
     from trustramp.store.lake import Home, reader
@@ -287,6 +289,17 @@ def evaluate(
             if pop.version and pop.previous
             else None
         )
+        edge_cases = {}
+        slices: dict[str, pd.DataFrame] = {}
+        if pop.version:
+            st = cfg.statistics
+            for column in {e.column for e in st.edge_case_slices} | set(st.slices):
+                slices[column] = agg.slice_counts(
+                    con, cfg.feature, win.gate_start, win.gate_end, pop.version, column
+                )
+            for e in st.edge_case_slices:
+                hit = slices[e.column][slices[e.column]["value"] == e.value]
+                edge_cases[e.name] = Count(int(hit["k"].sum()), int(hit["n"].sum()))
         evidence = build_evidence(
             aggs,
             win,
@@ -296,6 +309,7 @@ def evaluate(
             feedback=agg.feedback_counts(con, cfg.feature, win.monitor_start, as_of),
             incidents=agg.incidents_of(con, cfg.feature),
             quarantined=sum(agg.quarantine_counts(con).values()),
+            edge_cases=edge_cases,
         )
         quarantine = agg.quarantine_counts(con)
         extra_rows = None
@@ -358,6 +372,9 @@ def evaluate(
         doc = verdict.to_dict()
         doc["data"]["quarantined_by_reason"] = quarantine
         doc["run_id"] = run_id
+        doc["slice_audit"] = slice_audits(
+            {c: f for c, f in slices.items() if c in cfg.statistics.slices}, cfg
+        )
         write_json(doc, tmp / "verdict.json")
         write_metrics(table, tmp / "metrics.parquet")
         (tmp / "thresholds.yaml").write_text(thresholds.to_yaml(), "utf-8")

@@ -235,3 +235,29 @@ def classwise_bins(
         return con.execute(
             sql("classwise"), {**_params(feature, start, end), "version": version, "bins": bins}
         ).df()
+
+
+def slice_counts(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    version: str,
+    column: str,
+) -> pd.DataFrame:
+    """(value, k correct, n labeled) per value of an extra column, for one version's unshown
+    labels. The column name comes from the user's config: it is bound as a JSON path."""
+    from trustramp.contract import PREDICTIONS
+    from trustramp.store.duck import quote_ident
+
+    query = sql("slice_counts")
+    if column in PREDICTIONS.names:  # a contract column: its identifier is known, not user text
+        query = query.replace(
+            "json_extract_string(p._extra, $path)", f"CAST(p.{quote_ident(column)} AS VARCHAR)"
+        )
+    path = "$." + '"' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    params = {**_params(feature, start, end), "version": version}
+    if "$path" in query:
+        params["path"] = path
+    with translated(f"slicing by {column!r}"):
+        return con.execute(query, params).df()
