@@ -601,6 +601,8 @@ class Thresholds:
     whatif: object
     """Replay of the recommended policy against the current one on the monitoring window."""
     recalibration: object | None = None
+    customers: object | None = None
+    """GroupRecommendation by customer (only customers with enough labels)."""
 
     def mapped_thresholds(self) -> dict[str, float | None]:
         """The recommended thresholds shown on the recalibrated scale (certified on raw)."""
@@ -617,7 +619,8 @@ class Thresholds:
     def to_patch(self) -> dict:
         from trustramp.decide.thresholds import to_config_patch
 
-        return to_config_patch(self.recommended, groups=self.segments)
+        groups = [g for g in (self.segments, self.customers) if g is not None]
+        return to_config_patch(self.recommended, groups=groups)
 
     def to_yaml(self) -> str:
         import yaml
@@ -657,7 +660,12 @@ class Thresholds:
 
 
 def recommend(
-    aggs: Aggregates, win: Windows, pop: GatePopulation, config: RolloutConfig
+    aggs: Aggregates,
+    win: Windows,
+    pop: GatePopulation,
+    config: RolloutConfig,
+    *,
+    customer_grid: pd.DataFrame | None = None,
 ) -> Thresholds:
     from trustramp.decide import thresholds as th
 
@@ -690,6 +698,21 @@ def recommend(
         confidence_level=level,
         population=population,
     )
+    customers = None
+    if customer_grid is not None and len(customer_grid):
+        cgrid = grid_frame(customer_grid, step, ["customer_id"])
+        customers = th.recommend_by_group(
+            cgrid,
+            config.routing,
+            by="customer_id",
+            min_labels=config.statistics.min_samples,
+            confidence_level=level,
+            population=population,
+        )
+        customers = dataclasses.replace(
+            customers,
+            by_group={g: th.apply_progression(r, stage) for g, r in customers.by_group.items()},
+        )
     segments = dataclasses.replace(
         segments, by_group={g: th.apply_progression(r, stage) for g, r in segments.by_group.items()}
     )
@@ -699,7 +722,12 @@ def recommend(
     policy = {b.band: b.threshold for b in staged.bands if b.band != "human"}
     whatif = th.replay_policy(by_day, policy, current=current, step=step, confidence_level=level)
     return Thresholds(
-        recommended=staged, certified=certified, segments=segments, stage=str(stage), whatif=whatif
+        recommended=staged,
+        certified=certified,
+        segments=segments,
+        stage=str(stage),
+        whatif=whatif,
+        customers=customers,
     )
 
 

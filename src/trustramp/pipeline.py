@@ -176,6 +176,7 @@ def recommend_thresholds(
 ) -> Any:
     """Recommended routing thresholds (global, per segment, progression stage, what-if)."""
     from trustramp.evaluation import gate_population, recommend
+    from trustramp.store import aggregates as agg
     from trustramp.store.lake import Home, reader
 
     cfg = _resolve_config(feature, config)
@@ -184,9 +185,22 @@ def recommend_thresholds(
     con = reader(h)
     try:
         win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
+        pop = gate_population(aggs, win, cfg)
+        cust_grid = (
+            agg.customer_grid(
+                con,
+                cfg.feature,
+                win.gate_start,
+                win.gate_end,
+                pop.version,
+                grid_step=cfg.routing.grid_step,
+            )
+            if pop.version
+            else None
+        )
     finally:
         con.close()
-    return recommend(aggs, win, gate_population(aggs, win, cfg), cfg)
+    return recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
 
 
 def whatif(
@@ -289,6 +303,18 @@ def evaluate(
             if pop.version and pop.previous
             else None
         )
+        cust_grid = (
+            agg.customer_grid(
+                con,
+                cfg.feature,
+                win.gate_start,
+                win.gate_end,
+                pop.version,
+                grid_step=cfg.routing.grid_step,
+            )
+            if pop.version
+            else None
+        )
         edge_cases = {}
         slices: dict[str, pd.DataFrame] = {}
         if pop.version:
@@ -363,7 +389,7 @@ def evaluate(
     )
     if extra_rows is not None and len(extra_rows):
         table = pd.concat([table, extra_rows], ignore_index=True)
-    thresholds = recommend(aggs, win, pop, cfg)
+    thresholds = recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
     if recal is not None:
         thresholds = dataclasses.replace(thresholds, recalibration=recal)
     run_id = uuid.uuid4().hex[:12]

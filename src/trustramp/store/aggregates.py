@@ -261,3 +261,25 @@ def slice_counts(
         params["path"] = path
     with translated(f"slicing by {column!r}"):
         return con.execute(query, params).df()
+
+
+def customer_grid(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    version: str,
+    *,
+    grid_step: float = 0.01,
+) -> pd.DataFrame:
+    """customer_id, grid_bin, labeled, correct, n: per-customer threshold counts."""
+    with translated("per-customer threshold counts"):
+        return con.execute(
+            sql("customer_grid"),
+            {
+                **_params(feature, start, end),
+                "version": version,
+                "grid_scale": round(grid_step * 1e6),
+                "n_grid": round(1 / grid_step),
+            },
+        ).df()
