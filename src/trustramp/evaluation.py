@@ -889,3 +889,99 @@ def slice_audits(slices: dict[str, pd.DataFrame], config: RolloutConfig) -> list
                 }
             )
     return out
+
+
+def report_inputs(
+    verdict: dict,
+    table: pd.DataFrame,
+    thresholds: Thresholds,
+    aggs: Aggregates,
+    win: Windows,
+    pop: GatePopulation,
+    config: RolloutConfig,
+    *,
+    ingested: dict[str, int],
+    quarantined: dict[str, int],
+    feedback: dict,
+    comments: list[dict],
+    incidents: pd.DataFrame,
+    provenance: dict,
+) -> object:
+    """The readiness report's inputs, from computed results only (no raw rows)."""
+    from trustramp.config import Phase
+    from trustramp.report import ReportInputs
+
+    bins = (
+        pop.cells.groupby("ece_bin")[["labeled", "correct", "conf_sum"]]
+        .sum()
+        .reindex(range(config.statistics.ece_bins), fill_value=0)
+    )
+    reliability = m.reliability_table(
+        bins["labeled"].to_numpy(),
+        bins["correct"].to_numpy(),
+        bins["conf_sum"].to_numpy(),
+        confidence=config.statistics.confidence_level,
+    )
+    conf = aggs.confidence[aggs.confidence["model_version"] == pop.version]
+    edges = np.linspace(0, 1, aggs.bins + 1)
+    shares = {}
+    for name, (lo, hi) in {
+        "current": (win.as_of - dt.timedelta(days=6), win.as_of),
+        "baseline": (win.baseline_start, win.baseline_end),
+    }.items():
+        counts = (
+            _between(conf, lo, hi)
+            .groupby("bin")["n"]
+            .sum()
+            .reindex(range(aggs.bins), fill_value=0)
+            .to_numpy(float)
+        )
+        shares[name] = counts / counts.sum() if counts.sum() else np.full(aggs.bins, np.nan)
+    confidence_hist = pd.DataFrame(
+        {"bin": range(aggs.bins), "lo": edges[:-1], "hi": edges[1:], **shares}
+    )
+    tradeoff = None
+    auto = thresholds.certified.band("auto").certified
+    if auto is not None and len(auto.curve):
+        c = auto.curve
+        total = max(thresholds.certified.n_total, 1)
+        lo, hi = m.wilson_interval(
+            c["correct"].to_numpy(int),
+            c["n"].to_numpy(int),
+            confidence=config.statistics.confidence_level,
+        )
+        tradeoff = pd.DataFrame(
+            {
+                "threshold": c["threshold"],
+                "share": c["total"] / total,
+                "accuracy": c["accuracy"],
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": c["p_value"],
+            }
+        )
+    inc = incidents[incidents["resolved_at"].isna()] if len(incidents) else incidents
+    return ReportInputs(
+        verdict=verdict,
+        metrics=table,
+        thresholds=thresholds.recommended,
+        segment_thresholds=thresholds.segments,
+        whatif=thresholds.whatif,
+        stage=thresholds.stage,
+        reliability=reliability,
+        confidence_hist=confidence_hist,
+        tradeoff=tradeoff,
+        alert_levels={r.metric: (r.warning, r.critical) for r in config.alerts.rules},
+        ingest={"ingested": ingested, "quarantined": quarantined},
+        provenance=provenance,
+        escalation=[e.model_dump(mode="json") for e in config.escalation],
+        feedback={
+            "positive": feedback["positive"],
+            "ratings": feedback["total"],
+            "nps": feedback["nps"],
+            "comments": comments,
+        },
+        incidents=inc.to_dict("records"),
+        recalibration=thresholds.recalibration,
+        controlled_steps=tuple(config.phases[Phase.CONTROLLED].steps or ()),
+    )

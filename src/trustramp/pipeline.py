@@ -80,6 +80,7 @@ def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> l
     )
     lines += [f"  - {r}" for r in v["reasons"]]
     lines.append(f"outputs: {result.run_dir}")
+    lines.append(f"report: {result.run_dir / 'readiness.html'}")
     return lines
 
 
@@ -279,8 +280,10 @@ def evaluate(
         gate_population,
         metrics_table,
         recommend,
+        report_inputs,
         slice_audits,
     )
+    from trustramp.report import write_index, write_report
     from trustramp.store import aggregates as agg
     from trustramp.store.lake import Home, reader
     from trustramp.store.lock import writer_lock
@@ -326,14 +329,18 @@ def evaluate(
             for e in st.edge_case_slices:
                 hit = slices[e.column][slices[e.column]["value"] == e.value]
                 edge_cases[e.name] = Count(int(hit["k"].sum()), int(hit["n"].sum()))
+        feedback = agg.feedback_counts(con, cfg.feature, win.monitor_start, as_of)
+        incidents = agg.incidents_of(con, cfg.feature)
+        comments = agg.feedback_comments(con, cfg.feature, win.monitor_start, as_of)
+        ingested = agg.ingest_counts(con)
         evidence = build_evidence(
             aggs,
             win,
             cfg,
             pop=pop,
             paired=paired,
-            feedback=agg.feedback_counts(con, cfg.feature, win.monitor_start, as_of),
-            incidents=agg.incidents_of(con, cfg.feature),
+            feedback=feedback,
+            incidents=incidents,
             quarantined=sum(agg.quarantine_counts(con).values()),
             edge_cases=edge_cases,
         )
@@ -404,6 +411,30 @@ def evaluate(
         write_json(doc, tmp / "verdict.json")
         write_metrics(table, tmp / "metrics.parquet")
         (tmp / "thresholds.yaml").write_text(thresholds.to_yaml(), "utf-8")
+        inputs = report_inputs(
+            doc,
+            table,
+            thresholds,
+            aggs,
+            win,
+            pop,
+            cfg,
+            ingested=ingested,
+            quarantined=quarantine,
+            feedback=feedback,
+            comments=comments,
+            incidents=incidents,
+            provenance={
+                "run_id": run_id,
+                "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+                "config_hash": doc["config_hash"],
+                "trustramp_version": __version__,
+                "data_window": f"{win.first} .. {as_of}",
+                "gate_window": f"{win.gate_start} .. {win.gate_end}",
+                "home": str(h.root),
+            },
+        )
+        write_report(inputs, tmp / "readiness.html")
 
     with writer_lock(h.root, wait_seconds=wait_seconds):
         out = publish_run(Path(reports), cfg.feature, as_of, write)
@@ -426,6 +457,7 @@ def evaluate(
         from trustramp.store.lake import rebuild_catalog
 
         rebuild_catalog(h)
+    write_index(Path(reports))
     return EvaluationResult(
         feature=cfg.feature,
         as_of=as_of,

@@ -28,6 +28,9 @@ from trustramp.store.duck import quote_ident, quote_literal
 FEATURE_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 """Feature names become partition folder names: no separators, no dots first, bounded length."""
 FUTURE_TOLERANCE = "INTERVAL 1 DAY"
+EARLIEST = "1970-01-01"
+"""Timestamps before this are quarantined: the lake's date partitions hold plausible dates only
+(a BC or `-infinity` timestamp cannot become a partition folder or a Python date)."""
 MAX_VALUE_ECHO = 80
 
 DUCK_TYPES = {
@@ -73,7 +76,17 @@ def _typed_expr(col: Column, text: str, source_types: Mapping[str, pa.DataType],
     ident = quote_ident(col.name)
     native = fmt == "parquet" and col.name in source_types
     t = source_types.get(col.name)
-    if col.type in (ColType.STRING,):
+    if col.type is ColType.STRING:
+        # A nested value (JSON object or array, Parquet list/struct/map) is not text: NULL here
+        # makes the row `unparseable:<column>` instead of landing the value stringified.
+        if fmt == "jsonl":
+            path = quote_literal("$." + col.name.replace("'", ""))
+            return (
+                f"CASE WHEN _json_ok AND json_type({JSON_LINE}, {path}) IN ('OBJECT', 'ARRAY') "
+                f"THEN NULL ELSE {text} END"
+            )
+        if native and t is not None and pa.types.is_nested(t):
+            return "CAST(NULL AS VARCHAR)"
         return text
     if col.type is ColType.ENUM:
         return f"lower({text})"
@@ -110,6 +123,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             )
         )
     kind_word = {
+        ColType.STRING: "a text value",
         ColType.FLOAT: "a number",
         ColType.INT: "an integer",
         ColType.TIMESTAMP: "an ISO 8601 timestamp",
@@ -170,6 +184,13 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
                 f"{v} IS NOT NULL AND {v} > now() + {FUTURE_TOLERANCE}",
                 f"future_timestamp:{n}",
                 f"'{n} ' || {_echo(s)} || ' is in the future'",
+            )
+        )
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {v} < TIMESTAMPTZ '{EARLIEST} 00:00:00+00'",
+                f"out_of_range:{n}",
+                f"'{n} ' || {_echo(s)} || ' is before {EARLIEST}'",
             )
         )
     if n == "segment":

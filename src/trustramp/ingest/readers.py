@@ -91,7 +91,10 @@ def _csv_header(path: Path) -> list[str]:
         with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), None)
     except UnicodeDecodeError as e:
-        raise InputFileError(f"{path}: the header is not valid UTF-8 ({e.reason})") from None
+        # The decoder reads ahead, so the bad byte may be in a data row: speak of the file.
+        raise InputFileError(
+            f"{path}: the file is not valid UTF-8 text ({e.reason}); re-save it as UTF-8"
+        ) from None
     except csv.Error as e:
         raise InputFileError(f"{path}: cannot parse the CSV header ({e})") from None
     if not header or not any(h.strip() for h in header):
@@ -157,6 +160,10 @@ def _arrow_reason(e: Exception) -> str:
     return text
 
 
+CSV_FIELD_LIMIT = 1 << 30
+"""Largest CSV field the exact reader accepts (Python's default, 128 KiB, would fail a whole file
+for one long field that the fast reader reads fine)."""
+
 MALFORMED = "_malformed"
 """Column set by the exact CSV reader: the field count of a row that does not match the header."""
 
@@ -184,6 +191,8 @@ def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.Rec
         bad.clear()
         return batch
 
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
