@@ -97,3 +97,21 @@ def test_every_command_has_help() -> None:
     ):
         r = run(*args)
         assert r.exit_code == 0 and "Usage:" in r.output
+
+
+def test_report_command_writes_the_page_and_the_index(cli_lake: dict, tmp_path: Path) -> None:
+    r = run(
+        "report",
+        "--home",
+        str(cli_lake["home"]),
+        "--reports",
+        str(tmp_path),
+        "--config",
+        str(cli_lake["cfg"]),
+        "--as-of",
+        cli_lake["manifest"].end.isoformat(),
+    )
+    assert r.exit_code == 0, r.output
+    page = Path(r.output.split("report: ")[1].split()[0])
+    assert page.name == "readiness.html" and page.stat().st_size > 10_000
+    assert (tmp_path / "index.html").exists()

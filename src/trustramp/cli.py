@@ -412,5 +412,41 @@ def thresholds_whatif(
     click.echo("human workload per day: " + ", ".join(f"{p} {w:,.0f}" for p, w in work.items()))
 
 
+@main.command()
+@_feature_options
+@home_option
+@reports_option
+@wait_option
+@_boundary
+def report(
+    feature: str | None,
+    as_of: dt.datetime | None,
+    config_path: Path | None,
+    home: Path,
+    reports: Path,
+    wait_seconds: float,
+) -> None:
+    """Write the readiness report (readiness.html) for a feature and day, and reports/index.html.
+
+    The report is one self-contained offline HTML page: the verdict and why, the phase timeline,
+    criteria with their evidence, checklists, alerts, thresholds, per-segment tables and charts.
+    It is written together with the run's other outputs (the same evaluation), so the page and
+    verdict.json always agree.
+    """
+    from trustramp.pipeline import evaluate as run_evaluate
+
+    result = run_evaluate(
+        feature,
+        home=home,
+        reports=reports,
+        as_of=as_of.date() if as_of else None,
+        config=config_path,
+        wait_seconds=wait_seconds,
+    )
+    click.echo(f"verdict: {result.verdict.to_dict()['verdict']}")
+    click.echo(f"report: {result.run_dir / 'readiness.html'}")
+    click.echo(f"index: {Path(reports) / 'index.html'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
