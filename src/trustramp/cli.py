@@ -258,6 +258,13 @@ def evaluate(
     for reason in v["reasons"]:
         click.echo(f"  - {reason}")
     click.echo(f"outputs: {result.run_dir}")
+    if config_path is not None:
+        from trustramp.config import load_config
+        from trustramp.pipeline import notify
+
+        if load_config(config_path).notifications.webhook_url:
+            for line in notify(result, home=home, config=config_path).summary_lines():
+                click.echo(line)
     if v["verdict"] in failing:
         sys.exit(VERDICT_EXIT[v["verdict"]])
 

@@ -471,3 +471,31 @@ def evaluate(
             "cached_days": list(refreshed.cached),
         },
     )
+
+
+def publish(result: EvaluationResult, *, reports: str | Path) -> Path:
+    """Publish a run: (re)write `reports/index.html`; returns the run's `readiness.html`.
+
+    `evaluate` renders the report into the run folder together with verdict.json, so the two
+    always agree; publishing adds the run to the index of past runs.
+    """
+    from trustramp.report import write_index
+
+    write_index(Path(reports))
+    return result.run_dir / "readiness.html"
+
+
+def notify(
+    result: EvaluationResult, *, home: str | Path, config: str | Path | RolloutConfig | None = None
+) -> Any:
+    """Send notifications of the run's new alerts (webhook from the config); never raises for
+    delivery problems (they are logged and reported)."""
+    from trustramp.notify import notify_verdict
+
+    cfg = _resolve_config(result.feature, config)
+    return notify_verdict(
+        result.verdict.to_dict(),
+        home=home,
+        config=cfg,
+        report=str(result.run_dir / "readiness.html"),
+    )
