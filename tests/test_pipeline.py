@@ -105,3 +105,15 @@ def test_accuracy_criterion_counts_equal_the_data(run: dict) -> None:
     assert ev.accuracy["all"].n == 3000
     assert ev.accuracy["all"].k == run["truth"]["long"] + run["truth"]["short"]
     assert ev.model_version == "v1"
+
+
+def test_default_config_without_phase_start_evaluates(tmp_path: Path) -> None:
+    """The playbook defaults have no phase_started: the verdict holds (duration unknown) and the
+    thresholds are the certified ones, with the progression marked as not applied."""
+    make_logs(tmp_path / "in", n=600)
+    cfg = parse_config({"feature": "docs", "segments": ["smb", "enterprise"]})
+    ingest([tmp_path / "in"], home=tmp_path / "home", configs=[cfg])
+    result = evaluate(home=tmp_path / "home", reports=tmp_path / "r", as_of=AS_OF, config=cfg)
+    assert result.verdict.to_dict()["verdict"] == "HOLD"
+    assert result.thresholds.stage.startswith("not applied")
+    assert "stage: not applied" in (result.run_dir / "thresholds.yaml").read_text()

@@ -57,6 +57,13 @@ reports_option = click.option(
     show_default=True,
     help="Folder for per-run outputs (verdict, metrics, report).",
 )
+prefect_option = click.option(
+    "--prefect",
+    "use_prefect",
+    is_flag=True,
+    help="Run as a Prefect flow run (also when PREFECT_API_URL is set); default: run directly, "
+    "without paying Prefect's start-up.",
+)
 wait_option = click.option(
     "--wait",
     "wait_seconds",
@@ -101,6 +108,7 @@ def main(verbose: bool) -> None:
 )
 @home_option
 @wait_option
+@prefect_option
 @_boundary
 def ingest(
     paths: tuple[Path, ...],
@@ -108,6 +116,7 @@ def ingest(
     config_paths: tuple[Path, ...],
     home: Path,
     wait_seconds: float,
+    use_prefect: bool,
 ) -> None:
     """Validate and load CSV, JSON Lines or Parquet files (or folders of them) into the lake.
 
@@ -115,16 +124,27 @@ def ingest(
     cannot be read, or lacks a required column, fails alone and nothing of it lands. Re-ingesting
     a file, or rows already in the lake, changes nothing. Exits 3 when any file failed.
     """
+    from trustramp.orchestrate import prefect_requested, run_flow
     from trustramp.pipeline import ingest as run_ingest
 
-    report = run_ingest(
-        list(paths),
-        home=home,
-        kind=kind,
-        configs=list(config_paths),
-        wait_seconds=wait_seconds,
-        progress=_file_progress,
-    )
+    if prefect_requested(use_prefect):
+        report = run_flow(
+            "ingest",
+            paths=list(paths),
+            home=home,
+            configs=list(config_paths),
+            kind=kind,
+            wait_seconds=wait_seconds,
+        )
+    else:
+        report = run_ingest(
+            list(paths),
+            home=home,
+            kind=kind,
+            configs=list(config_paths),
+            wait_seconds=wait_seconds,
+            progress=_file_progress,
+        )
     for line in report.summary_lines():
         click.echo(line)
     if report.failed:
@@ -220,6 +240,7 @@ def _fail_on(value: str | None) -> set[str]:
 @home_option
 @reports_option
 @wait_option
+@prefect_option
 @_boundary
 def evaluate(
     feature: str | None,
@@ -230,6 +251,7 @@ def evaluate(
     home: Path,
     reports: Path,
     wait_seconds: float,
+    use_prefect: bool,
 ) -> None:
     """Measure a feature and decide its verdict: GO, HOLD, PAUSE or ROLLBACK.
 
@@ -237,18 +259,34 @@ def evaluate(
     records the verdict in the catalog's `runs` history. Exits 0 whatever the verdict unless
     --fail-on names it.
     """
+    from trustramp.orchestrate import prefect_requested, run_flow
     from trustramp.pipeline import evaluate as run_evaluate
 
     failing = _fail_on(fail_on)
-    result = run_evaluate(
-        feature,
-        home=home,
-        reports=reports,
-        as_of=as_of.date() if as_of else None,
-        config=config_path,
-        wait_seconds=wait_seconds,
-        full_recompute=full_recompute,
-    )
+    day = as_of.date() if as_of else None
+    if prefect_requested(use_prefect):
+        result = run_flow(
+            "evaluate",
+            feature=feature,
+            as_of=day,
+            config=config_path,
+            home=home,
+            reports=reports,
+            window_days=None,
+            publish=True,
+            wait_seconds=wait_seconds,
+            full_recompute=full_recompute,
+        )
+    else:
+        result = run_evaluate(
+            feature,
+            home=home,
+            reports=reports,
+            as_of=day,
+            config=config_path,
+            wait_seconds=wait_seconds,
+            full_recompute=full_recompute,
+        )
     v = result.verdict.to_dict()
     click.echo(
         f"{v['feature']} as of {v['as_of']}: {v['verdict']} (phase {v['phase']}"
@@ -258,7 +296,7 @@ def evaluate(
     for reason in v["reasons"]:
         click.echo(f"  - {reason}")
     click.echo(f"outputs: {result.run_dir}")
-    if config_path is not None:
+    if config_path is not None and not prefect_requested(use_prefect):
         from trustramp.config import load_config
         from trustramp.pipeline import notify
 
@@ -287,12 +325,22 @@ def evaluate(
 @click.option("--seed", type=int, default=7, show_default=True)
 @home_option
 @reports_option
+@prefect_option
 @_boundary
-def demo(out: Path, rows: int, seed: int, home: Path, reports: Path) -> None:
-    """Generate the demo dataset (with planted effects), ingest it and summarize it."""
+def demo(out: Path, rows: int, seed: int, home: Path, reports: Path, use_prefect: bool) -> None:
+    """Generate the demo dataset (with planted effects: an over-confident 0.80-0.95 band, a weaker
+    segment, a bad day), ingest it, evaluate its last day, and write the readiness report."""
+    from trustramp.orchestrate import prefect_requested
     from trustramp.pipeline import run_demo
 
-    for line in run_demo(out=out, rows=rows, seed=seed, home=home, reports=reports):
+    for line in run_demo(
+        out=out,
+        rows=rows,
+        seed=seed,
+        home=home,
+        reports=reports,
+        prefect=prefect_requested(use_prefect),
+    ):
         click.echo(line)
 
 

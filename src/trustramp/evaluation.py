@@ -198,28 +198,28 @@ def _latency_quantiles(lat: pd.DataFrame, qs: Sequence[float]) -> tuple[list[flo
     return [float(v) for v in np.atleast_1d(values)], int(counts.sum())
 
 
+LATENCY_METRICS = (("latency_p50", 0.50), ("latency_p95", 0.95), ("latency_p99", 0.99))
+
+
 def _latency_rows(lat: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
+    """p50/p95/p99 per group: one dense (groups x bins) histogram, one vectorized quantile call."""
     if lat.empty:
         return []
+    if keys:
+        codes, uniques = pd.MultiIndex.from_frame(lat[keys]).factorize()
+        groups = pd.MultiIndex.from_tuples(list(uniques), names=keys).to_frame(index=False)
+    else:
+        codes, groups = np.zeros(len(lat), dtype=int), pd.DataFrame(index=[0])
+    counts = np.zeros((len(groups), m.N_LATENCY_BINS))
+    np.add.at(counts, (codes, lat["lat_bin"].to_numpy(int)), lat["n"].to_numpy(float))
+    values = np.atleast_2d(m.quantile_from_histogram(counts, [q for _, q in LATENCY_METRICS]))
+    total = counts.sum(axis=1).astype("int64")
     out = []
-    for key, grp in lat.groupby(keys, dropna=False, observed=True) if keys else [((), lat)]:
-        values, total = _latency_quantiles(grp, (0.50, 0.95, 0.99))
-        base = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
-        for v, metric in zip(values, ("latency_p50", "latency_p95", "latency_p99"), strict=True):
-            out.append(
-                pd.DataFrame(
-                    [
-                        {
-                            **base,
-                            "metric": metric,
-                            "value": v,
-                            "ci_low": np.nan,
-                            "ci_high": np.nan,
-                            "n": total,
-                        }
-                    ]
-                )
-            )
+    for j, (metric, _) in enumerate(LATENCY_METRICS):
+        rows = groups.copy()
+        rows["metric"], rows["value"] = metric, values[:, j]
+        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, total
+        out.append(rows)
     return out
 
 
@@ -688,8 +688,22 @@ def recommend(
         confidence_level=level,
         population=population,
     )
-    stage = th.progression_stage(config.phase_started, win.as_of)
-    staged = th.apply_progression(certified, stage)
+    stage: object
+    if config.phase_started is None:
+        stage = "not applied (phase_started is not set)"  # certified thresholds, unstaged
+    elif win.as_of < config.phase_started:
+        stage = th.Stage.CONSERVATIVE  # the phase has not begun: nothing automated yet
+    else:
+        stage = th.progression_stage(config.phase_started, win.as_of)
+
+    def staged_rec(r: object) -> object:
+        return (
+            r
+            if isinstance(stage, str) and stage.startswith("not")
+            else th.apply_progression(r, stage)
+        )
+
+    staged = staged_rec(certified)
     segments = th.recommend_by_group(
         grid_frame(pop.cells, step, ["segment"]),
         config.routing,
@@ -711,10 +725,10 @@ def recommend(
         )
         customers = dataclasses.replace(
             customers,
-            by_group={g: th.apply_progression(r, stage) for g, r in customers.by_group.items()},
+            by_group={g: staged_rec(r) for g, r in customers.by_group.items()},
         )
     segments = dataclasses.replace(
-        segments, by_group={g: th.apply_progression(r, stage) for g, r in segments.by_group.items()}
+        segments, by_group={g: staged_rec(r) for g, r in segments.by_group.items()}
     )
     traffic = _between(aggs.cells, win.monitor_start, win.as_of)
     traffic = traffic[traffic["model_version"] == pop.version]  # one version: items not doubled

@@ -56,7 +56,9 @@ def ingest(
     )
 
 
-def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> list[str]:
+def run_demo(
+    *, out: Path, rows: int, seed: int, home: Path, reports: Path, prefect: bool = False
+) -> list[str]:
     """Generate the demo dataset, ingest it, evaluate its last day; return the lines to show."""
     import yaml
 
@@ -65,7 +67,12 @@ def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> l
     manifest = generate(out, n_predictions=rows, seed=seed, overwrite=True)
     cfg_path = out / "rollout.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(manifest), sort_keys=False), "utf-8")
-    report = ingest([out], home=home, configs=[cfg_path])
+    if prefect:  # the same steps as Prefect flow runs (they show in the server's UI)
+        from trustramp.orchestrate import run_flow
+
+        report = run_flow("ingest", paths=[out], home=home, configs=[cfg_path])
+    else:
+        report = ingest([out], home=home, configs=[cfg_path])
     lines = [
         f"demo data: {sum(manifest.counts.values()):,} rows in {out} "
         f"({manifest.start} .. {manifest.end}, seed {seed}); config {cfg_path}"
@@ -73,7 +80,17 @@ def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> l
     lines += report.summary_lines(per_file=False)
     lines.append("planted effects:")
     lines += [f"  {name}: {text}" for name, text in manifest.planted.items()]
-    result = evaluate(home=home, reports=reports, as_of=manifest.end, config=cfg_path)
+    if prefect:
+        result = run_flow(
+            "evaluate",
+            as_of=manifest.end,
+            config=cfg_path,
+            home=home,
+            reports=reports,
+            publish=True,
+        )
+    else:
+        result = evaluate(home=home, reports=reports, as_of=manifest.end, config=cfg_path)
     v = result.verdict.to_dict()
     lines.append(
         f"verdict for {v['feature']} as of {v['as_of']}: {v['verdict']} (phase {v['phase']})"

@@ -762,7 +762,7 @@ def bar_histogram_chart(
     x_hi = max(float(b["hi"]) for b in bins)
     xs = _Scale(x_lo, x_hi, c.left, c.width - c.right)
     top = max(
-        max(float(b["current"]) for b in bins if _finite(b.get("current"))),
+        max((float(b["current"]) for b in bins if _finite(b.get("current"))), default=0.0),
         max((float(b["baseline"]) for b in bins if _finite(b.get("baseline"))), default=0.0),
     )
     _, hi, step = nice_range(0.0, max(top * 1.05, 1e-3), 5)
