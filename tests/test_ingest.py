@@ -369,3 +369,31 @@ def test_great_expectations_suite_states_the_contract() -> None:
     assert "expect_column_values_to_be_between(confidence)" in failed
     assert "expect_column_values_to_be_in_set(mode)" in failed
     assert "expect_column_values_to_be_unique(prediction_id)" in failed
+
+
+def test_audit_samples_by_default_and_audits_all_rows_on_request(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The Great Expectations audit sees a bounded seeded sample unless asked for every row."""
+    import duckdb
+
+    from trustramp.contract import PREDICTIONS
+    from trustramp.store import staging
+
+    parts = tmp_path / "parts" / "feature=feat" / "date=2026-11-01"
+    parts.mkdir(parents=True)
+    rows = [pred_row(i, class_probabilities=None, routed_to=None) for i in range(500)]
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "feature"} for r in rows])
+    pq.write_table(table, parts / "part.parquet")
+    seen: list[int] = []
+
+    def audit(kind, frame):  # noqa: ANN001, ANN202 - records what the audit was given
+        seen.append(len(frame))
+        return []
+
+    con = duckdb.connect()
+    monkeypatch.setattr(staging, "AUDIT_ROWS", 100)
+    staging.audit_staged(con, PREDICTIONS, [tmp_path / "parts"], audit)
+    monkeypatch.setenv("TRUSTRAMP_GX_AUDIT_ROWS", "all")
+    staging.audit_staged(con, PREDICTIONS, [tmp_path / "parts"], audit)
+    assert seen == [100, 500]
