@@ -387,7 +387,7 @@ def test_audit_samples_by_default_and_audits_all_rows_on_request(
     pq.write_table(table, parts / "part.parquet")
     seen: list[int] = []
 
-    def audit(kind, frame):  # noqa: ANN001, ANN202 - records what the audit was given
+    def audit(kind, frame):
         seen.append(len(frame))
         return []
 
