@@ -256,3 +256,20 @@ def infer_kind(columns: list[str] | tuple[str, ...]) -> Kind | None:
     present = set(columns)
     matches = [s.kind for s in SCHEMAS.values() if s.id_column in present]
     return matches[0] if len(matches) == 1 else None
+
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "feature",
+    "model_version",
+    "segment",
+    "customer_id",
+    "mode",
+    "day",
+    "window",
+)
+"""The columns of the output `metrics.parquet` (SPEC 2); a null dimension means "all"."""

@@ -21,6 +21,7 @@ import pandas as pd
 
 from trustramp import metrics as m
 from trustramp.config import RolloutConfig
+from trustramp.contract import METRIC_COLUMNS as _METRIC_COLUMNS
 from trustramp.contract import Mode
 from trustramp.decide.evidence import (
     Calibration,
@@ -32,36 +33,10 @@ from trustramp.decide.evidence import (
     Regression,
     SegmentFlag,
 )
-from trustramp.store.aggregates import Aggregates
+from trustramp.store.aggregates import CELL_MEASURES, Aggregates
 
-METRIC_COLUMNS = [
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "feature",
-    "model_version",
-    "segment",
-    "customer_id",
-    "mode",
-    "day",
-    "window",
-]
-SUMS = [
-    "n",
-    "errors",
-    "fallbacks",
-    "labeled",
-    "correct",
-    "conf_sum",
-    "conf_sq_sum",
-    "conf_hit_sum",
-    "nll_sum",
-    "shown_labeled",
-    "overridden",
-    "accepted_wrong",
-]
+METRIC_COLUMNS = list(_METRIC_COLUMNS)
+SUMS = CELL_MEASURES
 UNSHOWN = Mode.SHADOW.value
 
 

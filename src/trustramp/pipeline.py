@@ -184,6 +184,17 @@ def _load_aggregates(
     return win, aggs, refreshed
 
 
+def _customer_grid(con: Any, cfg: RolloutConfig, win: Any, pop: Any) -> pd.DataFrame | None:
+    """Per-customer threshold counts of the certified population (None without a version)."""
+    from trustramp.store import aggregates as agg
+
+    if not pop.version:
+        return None
+    return agg.customer_grid(
+        con, cfg.feature, win.gate_start, win.gate_end, pop.version, grid_step=cfg.routing.grid_step
+    )
+
+
 def recommend_thresholds(
     feature: str | None = None,
     *,
@@ -194,7 +205,6 @@ def recommend_thresholds(
 ) -> Any:
     """Recommended routing thresholds (global, per segment, progression stage, what-if)."""
     from trustramp.evaluation import gate_population, recommend
-    from trustramp.store import aggregates as agg
     from trustramp.store.lake import Home, reader
 
     cfg = _resolve_config(feature, config)
@@ -204,18 +214,7 @@ def recommend_thresholds(
     try:
         win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
         pop = gate_population(aggs, win, cfg)
-        cust_grid = (
-            agg.customer_grid(
-                con,
-                cfg.feature,
-                win.gate_start,
-                win.gate_end,
-                pop.version,
-                grid_step=cfg.routing.grid_step,
-            )
-            if pop.version
-            else None
-        )
+        cust_grid = _customer_grid(con, cfg, win, pop)
     finally:
         con.close()
     return recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
@@ -323,18 +322,7 @@ def evaluate(
             if pop.version and pop.previous
             else None
         )
-        cust_grid = (
-            agg.customer_grid(
-                con,
-                cfg.feature,
-                win.gate_start,
-                win.gate_end,
-                pop.version,
-                grid_step=cfg.routing.grid_step,
-            )
-            if pop.version
-            else None
-        )
+        cust_grid = _customer_grid(con, cfg, win, pop)
         edge_cases = {}
         slices: dict[str, pd.DataFrame] = {}
         if pop.version:

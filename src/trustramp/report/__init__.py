@@ -39,21 +39,7 @@ __all__ = [
     "write_report",
 ]
 
-METRIC_COLUMNS: tuple[str, ...] = (
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "feature",
-    "model_version",
-    "segment",
-    "customer_id",
-    "mode",
-    "day",
-    "window",
-)
-"""The columns of ``metrics.parquet`` (SPEC 2)."""
+from trustramp.contract import METRIC_COLUMNS
 
 VERDICT_KEYS: tuple[str, ...] = ("feature", "as_of", "verdict", "phase", "reasons")
 """Keys of the verdict document the report cannot do without."""
