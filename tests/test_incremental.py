@@ -34,10 +34,17 @@ def _copy_until(src: Path, dst: Path, last: dt.date) -> None:
             shutil.copy(f, dst / f.relative_to(src))
 
 
-def _frame(result) -> pd.DataFrame:  # noqa: ANN001
+def _frame(result) -> pd.DataFrame:
     return result.metrics.sort_values(
-        list(result.metrics.columns[:1])
-        + ["window", "day", "segment", "model_version", "mode", "customer_id"],
+        [
+            *list(result.metrics.columns[:1]),
+            "window",
+            "day",
+            "segment",
+            "model_version",
+            "mode",
+            "customer_id",
+        ],
         na_position="first",
     ).reset_index(drop=True)
 

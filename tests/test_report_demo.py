@@ -53,7 +53,7 @@ def test_planted_effects_reach_the_verdict_and_the_page(demo_run: dict) -> None:
     # from the current 0.90.
     assert model["Confidence calibration validated (ECE below 0.05)"]["status"] == "failed"
     thresholds = (demo_run["out"] / "thresholds.yaml").read_text()
-    auto = [line for line in thresholds.splitlines() if line.startswith("# auto")][0]
+    auto = next(line for line in thresholds.splitlines() if line.startswith("# auto"))
     new = auto.split("→")[1].split()[0]
     assert "0.90 →" in auto and (new == "none" or float(new) > 0.90)  # closed, or moved up
     assert "human workload per day" in thresholds  # the what-if shows what that costs
@@ -70,7 +70,7 @@ def test_planted_effects_reach_the_verdict_and_the_page(demo_run: dict) -> None:
 
 @pytest.mark.slow
 def test_demo_report_in_headless_chromium(
-    browser_context_factory: Any,
+    browser_context_factory: Any,  # noqa: F811 - the fixture imported from test_report
     demo_run: dict,
     tmp_path: Path,
 ) -> None:

@@ -20,10 +20,10 @@ Warnings and alerts without enough data never block; they are listed after the b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
-import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources

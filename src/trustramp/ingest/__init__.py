@@ -18,7 +18,7 @@ from trustramp.errors import InputFileError, TrustrampError
 from trustramp.ingest.checks import missing_columns
 from trustramp.ingest.readers import FORMATS, content_hash, file_format, open_source
 from trustramp.store.duck import connect
-from trustramp.store.lake import Home, commit_source, discard_uncommitted, rebuild_catalog
+from trustramp.store.lake import Home, commit_source, discard_uncommitted, rebuild_catalog, sweep
 from trustramp.store.lock import writer_lock
 from trustramp.store.staging import StagedFile, audit_staged, stage_file
 
@@ -114,7 +114,7 @@ def peek_columns(path: Path) -> list[str]:
                 break
             try:
                 obj = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # a bad line is a bad row
                 continue
             if isinstance(obj, dict):
                 keys.update(dict.fromkeys(obj))
@@ -162,6 +162,7 @@ def ingest_paths(
     files = expand_paths(paths)
     results: list[FileResult] = []
     with writer_lock(h.root, wait_seconds=wait_seconds):
+        sweep(h)  # what a killed run left behind (never visible) goes first
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
         try:
             planned = _plan(files, fixed_kind, results)

@@ -150,6 +150,8 @@ def _csv_fast(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
     except pa.ArrowInvalid as e:
         if "Expected" in str(e) and "columns" in str(e):
             raise NeedsExactReader(str(e)) from None
+        if "Could not skip initial" in str(e):  # a header without a line break after it
+            raise NeedsExactReader(str(e)) from None
         raise InputFileError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
 
 

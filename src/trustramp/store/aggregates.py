@@ -292,13 +292,15 @@ def ingest_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {k: int(n or 0) for k, n in rows}
 
 
-def feedback_comments(con: duckdb.DuckDBPyConnection, feature: str, start: dt.date, end: dt.date,
-                      *, limit: int = 8) -> list[dict[str, object]]:
+def feedback_comments(
+    con: duckdb.DuckDBPyConnection, feature: str, start: dt.date, end: dt.date, *, limit: int = 8
+) -> list[dict[str, object]]:
     """The latest few feedback comments of a feature (for the report; shown escaped)."""
     with translated("reading feedback comments"):
         frame = con.execute(
             "SELECT submitted_at, segment, customer_id, rating, comment FROM feedback "
             "WHERE feature = $feature AND date BETWEEN $start AND $end AND comment IS NOT NULL "
             "ORDER BY submitted_at DESC, feedback_id LIMIT $limit",
-            {**_params(feature, start, end), "limit": limit}).df()
+            {**_params(feature, start, end), "limit": limit},
+        ).df()
     return frame.to_dict("records")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import Aggregates, compute_aggregates
-from trustramp.store.lake import Home, dirty_dir, mark_dirty
+from trustramp.store.lake import (
+    Home,
+    attach_views,
+    dirty_dir,
+    mark_dirty,
+    replace_dir,
+    sweep_siblings,
+)
 
 __all__ = ["Refresh", "load", "mark_dirty", "refresh"]
 
@@ -72,6 +78,10 @@ def refresh(
     full: bool = False,
 ) -> Refresh:
     """Recompute the dirty or missing days of [start, end] (all of them with `full`)."""
+    # Called under the writer lock: move the connection's views to the current commits, so
+    # the days recomputed include every file whose marks are cleared below, and the caller's
+    # later reads on `con` see the same state as these aggregates.
+    attach_views(con, home)
     base = cache_dir(home, feature, bins, grid_step)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
@@ -89,19 +99,16 @@ def refresh(
 
 
 def _write_day(folder: Path, aggs: Aggregates, day: dt.date) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    sweep_siblings(folder)  # a killed run's temporaries (refresh runs under the writer lock)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     for name in FRAMES:
         frame = getattr(aggs, name)
         part = frame[frame["day"] == day] if len(frame) else frame
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp / f"{name}.parquet")
     (tmp / DONE).touch()
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, folder)
 
 
 def load(
@@ -111,11 +118,8 @@ def load(
     base = cache_dir(home, feature, bins, grid_step)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
-        folder = base / (start + dt.timedelta(days=i)).isoformat()
-        for name in FRAMES:
-            f = folder / f"{name}.parquet"
-            if f.exists():
-                parts[name].append(pq.read_table(f).to_pandas())
+        for name, frame in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
+            parts[name].append(frame)
     frames = {}
     for name, got in parts.items():
         got = [g for g in got if len(g)]
@@ -126,6 +130,30 @@ def load(
     return Aggregates(
         feature=feature, start=start, end=end, bins=bins, grid_step=grid_step, **frames
     )
+
+
+def _read_day(folder: Path, attempts: int = 5) -> dict[str, pd.DataFrame]:
+    """One day's frames, all from the same version of its folder (a writer may swap it while we
+    read: then read it again)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for _ in range(attempts):
+        before = _inode(folder)
+        frames = {}
+        for name in FRAMES:
+            try:
+                frames[name] = pq.read_table(folder / f"{name}.parquet").to_pandas()
+            except FileNotFoundError:
+                continue
+        if before == _inode(folder):
+            break
+    return frames
+
+
+def _inode(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 def _empty(name: str) -> pd.DataFrame:

@@ -11,9 +11,12 @@ point leaves nothing visible; the rerun deletes the leftovers of the uncommitted
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import functools
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +90,57 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """glibc's renameat2 (Linux 3.15+), or None where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (RENAME_EXCHANGE); False where the OS or file system can't."""
+    fn = _renameat2()
+    at_fdcwd, rename_exchange = -100, 2
+    return (
+        fn is not None
+        and fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    )
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Make folder `new` the folder `final`; the previous `final` is deleted.
+
+    Where the OS can swap two paths atomically (Linux), `final` never stops existing: a reader
+    finds the old folder or the new one. Elsewhere the old folder is moved aside first, which
+    leaves a moment without `final`. Either way a crash leaves only hidden `.name.*` siblings,
+    which the next writer removes (`sweep_siblings`).
+    """
+    if final.exists() and _exchange(new, final):
+        fsync_dir(final.parent)
+        shutil.rmtree(new, ignore_errors=True)  # it now holds the previous folder
+        return
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_siblings(final: Path) -> None:
+    """Remove the hidden temporaries (`.name.*`) a killed writer left next to `final`."""
+    for stale in final.parent.glob(f".{final.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def discard_uncommitted(home: Home, src: str) -> int:
     """Remove what a crashed run left of an uncommitted source; returns the files removed."""
     if home.is_committed(src):
@@ -101,6 +155,34 @@ def discard_uncommitted(home: Home, src: str) -> int:
         q.unlink()
         removed += 1
     shutil.rmtree(home.staging(src), ignore_errors=True)
+    return removed
+
+
+def sweep(home: Home) -> int:
+    """Remove what crashed writers left behind; call it holding the writer lock.
+
+    Readers never see any of it: lake parts and quarantine files of uncommitted sources, and
+    the scratch files under `HOME/tmp` (staging folders, temporary catalogs), except DuckDB's
+    spill folder, which readers share. Returns the number of entries removed.
+    """
+    committed = home.committed_sources()
+    removed = 0
+    for part in home.lake.glob("*/*/*/part-*.parquet"):
+        if part_source(part) not in committed:
+            part.unlink(missing_ok=True)
+            removed += 1
+    for q in home.quarantine.glob("*.parquet"):
+        if q.stem not in committed:
+            q.unlink(missing_ok=True)
+            removed += 1
+    for entry in home.tmp.iterdir():
+        if entry.name == "duckdb":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -157,16 +239,49 @@ def _glob(path: Path) -> str:
     return quote_literal(str(path))
 
 
-def _kind_relation(home: Home, kind: Kind) -> str:
+def part_source(part: Path) -> str:
+    """The source hash in a lake part's name, `part-<source>-<n>.parquet`."""
+    return part.name[len("part-") :].rsplit("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The committed files at one moment, listed commit records first.
+
+    A file's parts and quarantine rows are moved into place before its commit record, and
+    committed files never change; so the files of the records listed first are all there when
+    listed next, and stay. (Globbing the lake inside a query is not enough: DuckDB expands the
+    lake's glob before the records', and could see a record without all of its parts.)
+    """
+
+    logs: tuple[Path, ...]
+    parts: dict[Kind, tuple[Path, ...]]
+    quarantine: tuple[Path, ...]
+
+    @classmethod
+    def take(cls, home: Home) -> Snapshot:
+        logs = tuple(sorted(home.ingest_log.glob("*.parquet")))
+        committed = {p.stem for p in logs}
+        parts = {
+            k: tuple(p for p in home.lake_files(k) if part_source(p) in committed) for k in Kind
+        }
+        quarantine = tuple(
+            q for q in sorted(home.quarantine.glob("*.parquet")) if q.stem in committed
+        )
+        return cls(logs, parts, quarantine)
+
+
+def _files(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join(quote_literal(str(p)) for p in paths) + "]"
+
+
+def _kind_relation(snap: Snapshot, kind: Kind) -> str:
     """SQL for the committed rows of one kind (empty, typed, when nothing has landed yet)."""
-    if not home.lake_files(kind) or not home.committed_sources():
+    if not snap.parts[kind]:
         return _empty_kind(kind)
-    pattern = _glob(home.kind_dir(kind) / "*" / "*" / "*.parquet")
-    committed = _glob(home.ingest_log / "*.parquet")
     return (
-        f"SELECT * FROM read_parquet({pattern}, hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}}) "
-        f"WHERE {SOURCE} IN (SELECT source FROM read_parquet({committed}))"
+        f"SELECT * FROM read_parquet({_files(snap.parts[kind])}, hive_partitioning = true, "
+        f"union_by_name = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
     )
 
 
@@ -189,22 +304,21 @@ QUARANTINE_EMPTY = (
 
 
 def relations(home: Home) -> dict[str, str]:
-    """Name -> SQL of every relation the catalog exposes (also used directly by readers)."""
-    rel = {k.value: _kind_relation(home, k) for k in Kind}
-    log_files = list(home.ingest_log.glob("*.parquet"))
+    """Name -> SQL of every relation the catalog exposes, over a `Snapshot` of the committed
+    files taken now (later commits are not seen: attach the views again to see them)."""
+    snap = Snapshot.take(home)
+    rel = {k.value: _kind_relation(snap, k) for k in Kind}
     rel["ingest_log"] = (
-        f"SELECT * FROM read_parquet({_glob(home.ingest_log / '*.parquet')}, union_by_name = true)"
-        if log_files
+        f"SELECT * FROM read_parquet({_files(snap.logs)}, union_by_name = true)"
+        if snap.logs
         else "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS file, "
         "CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS BIGINT) AS rows_read, "
         "CAST(NULL AS BIGINT) AS rows_new, CAST(NULL AS BIGINT) AS rows_duplicate, "
         "CAST(NULL AS BIGINT) AS rows_quarantined, CAST(NULL AS TIMESTAMPTZ) AS ingested_at LIMIT 0"
     )
-    q_files = list(home.quarantine.glob("*.parquet"))
     rel["quarantine"] = (
-        f"SELECT * FROM read_parquet({_glob(home.quarantine / '*.parquet')}, union_by_name = true) "
-        f"WHERE source IN (SELECT source FROM ingest_log)"
-        if q_files
+        f"SELECT * FROM read_parquet({_files(snap.quarantine)}, union_by_name = true)"
+        if snap.quarantine
         else QUARANTINE_EMPTY
     )
     runs = home.state / "runs"
@@ -238,7 +352,7 @@ def attach_views(con: duckdb.DuckDBPyConnection, home: Home, *, temporary: bool 
 def rebuild_catalog(home: Home) -> Path:
     """Write the catalog file anew (views over the lake) and swap it in atomically."""
     tmp = home.tmp / f"{CATALOG_NAME}.{os.getpid()}.tmp"
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+    for leftover in home.tmp.glob(f"{CATALOG_NAME}.*.tmp*"):  # ours, or a killed writer's
         leftover.unlink(missing_ok=True)
     con = connect(tmp)
     try:
@@ -251,7 +365,11 @@ def rebuild_catalog(home: Home) -> Path:
 
 
 def reader(home: Home, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with the catalog's views: never blocks, never blocks a writer."""
+    """An in-memory connection with the catalog's views: never blocks, never blocks a writer.
+
+    Its views show the committed data as of this call (a consistent snapshot, never half a
+    file); `attach_views(con, home)` moves them to the current state.
+    """
     con = connect(memory_limit=memory_limit, temp_directory=home.tmp / "duckdb")
     attach_views(con, home)
     return con
@@ -264,10 +382,14 @@ def item_key_sql(column: str = "item_id") -> str:
 __all__ = [
     "ITEM_KEY",
     "Home",
+    "Snapshot",
     "attach_views",
     "commit_source",
     "discard_uncommitted",
     "reader",
     "rebuild_catalog",
     "relations",
+    "replace_dir",
+    "sweep",
+    "sweep_siblings",
 ]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trustramp.errors import StoreError
-from trustramp.store.lake import Home, fsync_dir
+from trustramp.store.lake import Home, replace_dir, sweep_siblings
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -37,9 +37,10 @@ def run_dir(reports: Path, feature: str, as_of: dt.date) -> Path:
 
 
 def publish_run(reports: Path, feature: str, as_of: dt.date, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_dir)`, then make tmp_dir the run folder in one rename."""
+    """Call `write(tmp_dir)`, then make tmp_dir the run folder in one step (hold the writer lock)."""
     final = run_dir(reports, feature, as_of)
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_siblings(final)  # a killed run's temporaries
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -47,14 +48,7 @@ def publish_run(reports: Path, feature: str, as_of: dt.date, write: Callable[[Pa
         for f in tmp.iterdir():
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
-        old = None
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -73,6 +67,8 @@ def record_run(home: Home, record: dict[str, object]) -> Path:
     runs = home.state / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     name = f"{record['feature']}__{record['as_of']}__{record['run_id']}.parquet"
+    for stale in home.tmp.glob("*.parquet.tmp"):  # a killed run's record (hold the writer lock)
+        stale.unlink(missing_ok=True)
     tmp = home.tmp / f"{name}.tmp"
     pq.write_table(pa.Table.from_pylist([record]), tmp)
     os.replace(tmp, runs / name)
