@@ -161,6 +161,113 @@ def stage1(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _operators(node: dict[str, Any], out: list[tuple[float, str, str]]) -> None:
+    """Flatten DuckDB's JSON profile into (seconds, operator, short detail) per operator."""
+    if "timing" in node and node.get("name"):
+        info = node.get("extra_info") or {}
+        detail = ""
+        for key in ("Groups", "Conditions", "Aggregates", "Table", "Function", "Join Type"):
+            if key in info:
+                detail += f"{key}: {str(info[key])[:90]} "
+        out.append((float(node["timing"]), str(node["name"]), detail.strip()))
+    for child in node.get("children", []):
+        _operators(child, out)
+
+
+def _profiled(con: Any, query: str, params: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Run one query with DuckDB's JSON profiling; its time, peak buffer memory, top operators."""
+    con.execute("SET enable_profiling = 'json'")
+    con.execute(f"SET profiling_output = '{path}'")
+    t0 = time.perf_counter()
+    con.execute(query, params).fetchall()
+    seconds = time.perf_counter() - t0
+    con.execute("SET enable_profiling = 'no_output'")
+    doc = json.loads(path.read_text())
+    ops: list[tuple[float, str, str]] = []
+    for root in doc.get("operator", []):
+        _operators(root, ops)
+    total = sum(t for t, _, _ in ops) or 1.0
+    system = doc.get("system", {})
+    return {
+        "seconds": round(seconds, 3),
+        "cpu_time": round(doc.get("query", {}).get("cpu_time", 0.0), 3),
+        "peak_buffer_memory_mb": round(system.get("peak_buffer_memory", 0) / 2**20, 1),
+        "spilled_mb": round(system.get("total_bytes_spilled", 0) / 2**20, 1),
+        "operators": [
+            {"share": round(t / total, 3), "seconds": round(t, 3), "op": name, "detail": d}
+            for t, name, d in sorted(ops, reverse=True)[:8]
+        ],
+    }
+
+
+@task
+def lake_queries(args: dict[str, Any]) -> dict[str, Any]:
+    """Time each query evaluate sends to the lake (stage 1 and the gate-window queries).
+
+    Each call is timed as evaluate makes it; then the stage-1 SQL (`cells.sql`) and the heaviest
+    gate-window query run again under DuckDB's profiler for an operator breakdown.
+    """
+    from trustramp.config import load_config
+    from trustramp.evaluation import windows_for
+    from trustramp.metrics import LOG_LOSS_EPS
+    from trustramp.store import aggregates as agg
+    from trustramp.store.duck import sql
+    from trustramp.store.lake import Home, reader
+
+    cfg = load_config(args["config"])
+    as_of = dt.date.fromisoformat(args["as_of"])
+    win = windows_for(cfg, as_of)
+    f, v, prev = cfg.feature, args["version"], args["previous"]
+    bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
+    gs, ge = win.gate_start, win.gate_end
+    con = reader(Home.at(args["home"]))
+    calls: dict[str, Callable[[], Any]] = {
+        "compute_aggregates (stage 1, whole window)": lambda: agg.compute_aggregates(
+            con, f, win.first, as_of, bins=bins, grid_step=step
+        ),
+        "paired_table": lambda: agg.paired_table(con, f, gs, ge, v, prev),
+        "customer_grid": lambda: agg.customer_grid(con, f, gs, ge, v, grid_step=step),
+        "equal_mass_bins": lambda: agg.equal_mass_bins(con, f, gs, ge, v, bins),
+        "classwise_bins": lambda: agg.classwise_bins(con, f, gs, ge, v, bins),
+        "labeled_sample": lambda: agg.labeled_sample(con, f, gs, ge, v, seed=cfg.statistics.seed),
+    }
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    try:
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            timings[name] = round(time.perf_counter() - t0, 3)
+        seconds = time.perf_counter() - t_all
+        out_dir = Path(args["profile_dir"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        days = [win.first + dt.timedelta(days=i) for i in range((as_of - win.first).days + 1)]
+        p = {"feature": f, "start": win.first, "end": as_of, "days": days}
+        profiles = {
+            "cells.sql": _profiled(
+                con,
+                sql("cells"),
+                {
+                    **p,
+                    "bins": bins,
+                    "grid_scale": round(step * 1e6),
+                    "n_grid": round(1 / step),
+                    "eps": LOG_LOSS_EPS,
+                },
+                out_dir / "cells.json",
+            ),
+            "equal_mass.sql": _profiled(
+                con,
+                sql("equal_mass"),
+                {"feature": f, "start": gs, "end": ge, "version": v, "bins": bins},
+                out_dir / "equal_mass.json",
+            ),
+        }
+    finally:
+        con.close()
+    return {"seconds": seconds, "calls": timings, "profiles": profiles}
+
+
 SCAN_COLUMNS = {
     "predictions": [
         "item_key",

@@ -3,6 +3,7 @@
     .venv/bin/pip install py-spy      # once; not a project dependency
     .venv/bin/python benchmarks/profile_task.py evaluate --rows 1000000 [--cached]
     .venv/bin/python benchmarks/profile_task.py ingest --rows 1000000 [--fmt csv]
+    .venv/bin/python benchmarks/profile_task.py queries --rows 10000000   # DuckDB side, per query
 
 Runs the same child task as the benchmarks under `py-spy record` (100 samples/s; idle threads
 excluded; time spent inside DuckDB is attributed to the Python line that called it) and prints the
@@ -54,9 +55,44 @@ def summarize(path: Path, top: int = 30, match: str = "") -> str:
     return "\n".join(out)
 
 
+def queries(rows: int) -> None:
+    """Time every query evaluate sends to the lake, with DuckDB operator profiles of two."""
+    data = c.dataset(rows)
+    home = c.lake(data)
+    r = c.run_child(
+        "lake_queries",
+        {
+            "home": str(home),
+            "config": str(data.config),
+            "as_of": data.end.isoformat(),
+            "version": c.VERSIONS[-1],
+            "previous": c.VERSIONS[-2],
+            "profile_dir": str(c.OUT / f"duckdb-profile-{rows}"),
+        },
+    )
+    lines = [
+        f"lake queries of one evaluate at {rows:,} predictions (peak RSS "
+        f"{r['peak_rss_mb']:.0f} MB, load {r['load1_before']:.1f}):"
+    ]
+    lines += [f"  {sec:8.2f} s  {name}" for name, sec in r["calls"].items()]
+    for name, prof in r["profiles"].items():
+        lines.append(
+            f"{name}: {prof['seconds']:.2f} s, DuckDB CPU {prof['cpu_time']:.1f} s, peak buffer "
+            f"{prof['peak_buffer_memory_mb']:.0f} MB, spilled {prof['spilled_mb']:.0f} MB; top operators:"
+        )
+        lines += [
+            f"  {o['share']:6.1%} {o['seconds']:7.2f} s  {o['op']}  {o['detail'][:110]}"
+            for o in prof["operators"]
+        ]
+    text = "\n".join(lines)
+    (c.OUT / f"profile-queries-{rows}.txt").write_text(text)
+    (c.OUT / f"profile-queries-{rows}.json").write_text(json.dumps(r, indent=1))
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("what", choices=["evaluate", "ingest", "pandas", "stage1"])
+    ap.add_argument("what", choices=["evaluate", "ingest", "pandas", "stage1", "queries"])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--fmt", default="parquet", choices=["parquet", "csv"])
     ap.add_argument("--cached", action="store_true", help="evaluate with every day cached")
@@ -64,6 +100,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--match", default="trustramp", help="only frames containing this")
     a = ap.parse_args()
+    if a.what == "queries":
+        queries(a.rows)
+        return
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         sys.exit("py-spy is not installed: .venv/bin/pip install py-spy")

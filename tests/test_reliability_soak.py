@@ -92,7 +92,6 @@ def soak(spec: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
     soak(json.loads(Path(sys.argv[1]).read_text()))
     sys.exit(0)
 
@@ -177,10 +176,10 @@ def prepare(root: Path) -> dict[str, Any]:
     }
 
 
-def wait_for(path: Path, proc: subprocess.Popen) -> dict[str, Any]:  # type: ignore[type-arg]
+def wait_for(path: Path, proc: subprocess.Popen, err: Path) -> dict[str, Any]:  # type: ignore[type-arg]
     while not path.exists():
         if proc.poll() is not None and not path.exists():
-            raise AssertionError(proc.stderr.read()[-4000:] if proc.stderr else "soak died")
+            raise AssertionError(err.read_text()[-4000:])
         time.sleep(0.2)
     return json.loads(path.read_text())
 
@@ -215,29 +214,35 @@ def test_thirty_nights(tmp_path: Path) -> None:
 
     spec = prepare(tmp_path)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
+    stderr = (tmp_path / "soak.err").open("w")  # a file, not a pipe nobody reads meanwhile
     proc = subprocess.Popen(
         [sys.executable, str(HERE), str(tmp_path / "spec.json")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
     home, log = tmp_path / "home", tmp_path / "nights"
-    # Reproduce sampled nights from the lake as it was then, while the soak goes on.
-    sampled = sorted({BAD_NIGHT, random.Random(5).randrange(BAD_NIGHT + 1, NIGHTS + 1)})
-    for night in sampled:
-        rec = wait_for(log / f"{night}.json", proc)
-        again = lake_as_of(home, rec["sources"], tmp_path / f"asof-{night}" / "home")
-        result = evaluate(
-            home=again,
-            reports=tmp_path / f"asof-{night}" / "reports",
-            as_of=dt.date.fromisoformat(rec["as_of"]),
-            config=spec["config"],
-        )
-        assert without_run_id(result.run_dir / "verdict.json") == without_run_id(
-            log / f"{night}-verdict.json"
-        ), f"night {night} is not reproducible from the lake"
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-4000:]
+    try:
+        # Reproduce sampled nights from the lake as it was then, while the soak goes on.
+        sampled = sorted({BAD_NIGHT, random.Random(5).randrange(BAD_NIGHT + 1, NIGHTS + 1)})
+        for night in sampled:
+            rec = wait_for(log / f"{night}.json", proc, tmp_path / "soak.err")
+            again = lake_as_of(home, rec["sources"], tmp_path / f"asof-{night}" / "home")
+            result = evaluate(
+                home=again,
+                reports=tmp_path / f"asof-{night}" / "reports",
+                as_of=dt.date.fromisoformat(rec["as_of"]),
+                config=spec["config"],
+            )
+            assert without_run_id(result.run_dir / "verdict.json") == without_run_id(
+                log / f"{night}-verdict.json"
+            ), f"night {night} is not reproducible from the lake"
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr.close()
+    assert proc.returncode == 0, (tmp_path / "soak.err").read_text()[-4000:]
     nights = [json.loads((log / f"{n}.json").read_text()) for n in range(1, NIGHTS + 1)]
 
     # Each file landed once; the broken file failed alone until it was fixed.

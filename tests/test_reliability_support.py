@@ -6,6 +6,8 @@
   catalog shows, for every file of a run.
 - `visible_state` / `check_consistent`: what readers see, and that it is never half a file.
 - `files_under`: every path under a folder, to prove that nothing escaped its place.
+- `canonical`: a metrics table in a fixed row order, to compare content (DuckDB keeps no row
+  order, and the table's order follows the aggregates').
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from trustramp.contract import Kind
@@ -156,3 +159,8 @@ def check_consistent(home: Path) -> None:
 def files_under(root: Path) -> set[str]:
     """Every file and folder under `root`, as paths relative to it."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` sorted by all its columns, with a fresh index."""
+    return frame.sort_values(list(frame.columns), na_position="first", ignore_index=True)
