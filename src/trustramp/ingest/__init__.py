@@ -6,6 +6,7 @@ own unit of work: it lands whole or not at all, and a file that cannot be read f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import Counter
@@ -16,11 +17,19 @@ from pathlib import Path
 from trustramp.contract import DEFAULT_SEGMENTS, Kind, infer_kind, schema_for
 from trustramp.errors import InputFileError, TrustrampError
 from trustramp.ingest.checks import missing_columns
-from trustramp.ingest.readers import FORMATS, content_hash, file_format, open_source
+from trustramp.ingest.expectations import warm_up
+from trustramp.ingest.readers import FORMATS, Source, content_hash, file_format, open_source
 from trustramp.store.duck import connect
-from trustramp.store.lake import Home, commit_source, discard_uncommitted, rebuild_catalog, sweep
+from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
 from trustramp.store.lock import writer_lock
-from trustramp.store.staging import StagedFile, audit_staged, stage_file
+from trustramp.store.staging import (
+    SourceFile,
+    StagedFile,
+    audit_staged,
+    discard_run,
+    new_run_dir,
+    stage_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,24 +170,29 @@ def ingest_paths(
     fixed_kind = Kind(kind) if kind is not None else None
     files = expand_paths(paths)
     results: list[FileResult] = []
+    if validate_with_gx:
+        warm_up()  # Great Expectations imports (seconds) in the background meanwhile
     with writer_lock(h.root, wait_seconds=wait_seconds):
         sweep(h)  # what a killed run left behind (never visible) goes first
+        run_dir = new_run_dir(h)
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
         try:
             planned = _plan(files, fixed_kind, results)
             staged: list[StagedFile] = []
-            for i, (path, k) in enumerate(planned):
+            done = 0
+            for k in KIND_ORDER:
+                group = _sources(h, [(p, pk) for p, pk in planned if pk == k], results)
                 if on_file:
-                    on_file(i, len(planned), path)
-                outcome = _stage_one(con, h, path, k, segments, staged)
-                if isinstance(outcome, FileResult):
-                    results.append(outcome)
-                else:
-                    staged.append(outcome)
-                    if crash_after == "stage":
-                        _crash()
+                    for n, f in enumerate(group):
+                        on_file(done + n, len(planned), f.path)
+                done += len(group)
+                if not group:
+                    continue
+                staged += _stage_group(con, h, run_dir, k, group, segments, staged, results)
+                if crash_after == "stage":
+                    _crash()
             if validate_with_gx:
-                staged = _audit(con, h, staged, results)
+                staged = _audit(con, staged, results)
             for n, s in enumerate(staged):
                 assert s.log_file is not None
                 commit_source(
@@ -194,6 +208,7 @@ def ingest_paths(
                 results.append(_result(s))
         finally:
             con.close()
+            discard_run(run_dir)
         rebuild_catalog(h)
     order = {str(p): i for i, p in enumerate(files)}
     results.sort(key=lambda r: order.get(str(r.path), len(order)))
@@ -217,52 +232,76 @@ def _plan(
     return planned
 
 
-def _stage_one(
-    con,
-    home: Home,
-    path: Path,
-    kind: Kind,
-    segments: Sequence[str],  # type: ignore[no-untyped-def]
-    staged: list[StagedFile],
-) -> FileResult | StagedFile:
-    """Stage one file, seeing the files staged before it in this run as landed."""
-    try:
-        src = content_hash(path)
-    except OSError as e:
-        return FileResult(path=path, status="failed", kind=kind, error=f"{path}: {e.strerror}")
-    if home.is_committed(src) or any(s.src == src for s in staged):
-        return FileResult(path=path, status="skipped", kind=kind, source=src)
-    discard_uncommitted(home, src)
-    schema = schema_for(kind)
-    pending: dict[Kind, list[Path]] = {}
-    for s in staged:
-        if s.parts_dir is not None:
-            pending.setdefault(s.kind, []).append(s.parts_dir)
-    try:
-        columns = peek_columns(path)
-        missing = missing_columns(schema, columns)
-        if missing:
-            raise InputFileError(
-                f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)} for {kind} (has: {', '.join(columns) or 'none'})"
+def _sources(
+    home: Home, planned: list[tuple[Path, Kind]], results: list[FileResult]
+) -> list[SourceFile]:
+    """The files of one kind to stage: hashed, not yet ingested, with the required columns."""
+    out: list[SourceFile] = []
+    seen: set[str] = {r.source for r in results if r.source}
+    for path, kind in planned:
+        try:
+            src = content_hash(path)
+        except OSError as e:
+            results.append(
+                FileResult(path=path, status="failed", kind=kind, error=f"{path}: {e.strerror}")
             )
-        return stage_file(
-            con,
-            home,
-            src,
-            schema,
-            lambda exact: open_source(path, exact=exact),
-            segments=segments,
-            pending=pending,
+            continue
+        if home.is_committed(src) or src in seen:
+            results.append(FileResult(path=path, status="skipped", kind=kind, source=src))
+            continue
+        seen.add(src)
+        schema = schema_for(kind)
+        try:
+            columns = peek_columns(path)
+            missing = missing_columns(schema, columns)
+            if missing:
+                raise InputFileError(
+                    f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)} for {kind} (has: {', '.join(columns) or 'none'})"
+                )
+        except TrustrampError as e:
+            results.append(
+                FileResult(path=path, status="failed", kind=kind, source=src, error=str(e))
+            )
+            continue
+        out.append(SourceFile(src, path, functools.partial(_opener, path)))
+    return out
+
+
+def _opener(path: Path, exact: bool) -> Source:
+    return open_source(path, exact=exact)
+
+
+def _stage_group(
+    con,  # type: ignore[no-untyped-def]
+    home: Home,
+    run_dir: Path,
+    kind: Kind,
+    group: list[SourceFile],
+    segments: Sequence[str],
+    staged: list[StagedFile],
+    results: list[FileResult],
+) -> list[StagedFile]:
+    """Stage the files of one kind together; files that fail are reported and left out."""
+    preds = [s.parts_dir for s in staged if s.kind == Kind.PREDICTIONS and s.parts_dir]
+    try:
+        out = stage_kind(
+            con, home, run_dir, schema_for(kind), group, segments=segments, run_predictions=preds
         )
-    except TrustrampError as e:
-        discard_uncommitted(home, src)
-        return FileResult(path=path, status="failed", kind=kind, source=src, error=str(e))
+    except TrustrampError as e:  # the set-based steps broke: none of the kind's files lands
+        for f in group:
+            results.append(
+                FileResult(path=f.path, status="failed", kind=kind, source=f.src, error=str(e))
+            )
+        return []
+    for f, error in out.failed:
+        results.append(
+            FileResult(path=f.path, status="failed", kind=kind, source=f.src, error=error)
+        )
+    return out.staged
 
 
-def _audit(
-    con, home: Home, staged: list[StagedFile], results: list[FileResult]
-) -> list[StagedFile]:  # type: ignore[no-untyped-def]
+def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[StagedFile]:  # type: ignore[no-untyped-def]
     """Great Expectations audit of everything staged to land, once per kind (its overhead is per call).
 
     A failure means the row checks let something through: every staged file of that kind fails
@@ -279,7 +318,6 @@ def _audit(
             keep += group
             continue
         for s in group:
-            discard_uncommitted(home, s.src)
             results.append(
                 FileResult(
                     path=s.path,

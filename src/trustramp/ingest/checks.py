@@ -22,7 +22,7 @@ from trustramp.contract import (
     Column,
     Schema,
 )
-from trustramp.ingest.readers import JSON_LINE, LINE, MALFORMED, ROW
+from trustramp.ingest.readers import FILE, JSON_LINE, LINE, MALFORMED, ROW
 from trustramp.store.duck import quote_ident, quote_literal
 
 FEATURE_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
@@ -55,21 +55,30 @@ def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def _text_expr(name: str, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
-    """The column's value as trimmed text, NULL when absent or blank."""
+def _text_expr(
+    name: str, source_types: Mapping[str, pa.DataType], fmt: str, ref: str | None = None
+) -> str:
+    """The column's value as trimmed text, NULL when absent or blank (`ref`: how to name it)."""
     if fmt == "jsonl":
         path = quote_literal("$." + name.replace("'", ""))
         raw = f"json_extract_string({JSON_LINE}, {path})"
         return f"NULLIF(trim(CASE WHEN _json_ok THEN {raw} END), '')"
     if name not in source_types:
         return "CAST(NULL AS VARCHAR)"
-    ident = quote_ident(name)
+    ident = ref or quote_ident(name)
     t = source_types[name]
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return f"NULLIF(trim({ident}), '')"
     if pa.types.is_timestamp(t):
         return f"strftime(CAST({ident} AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%S.%fZ')"
     return f"NULLIF(trim(CAST({ident} AS VARCHAR)), '')"
+
+
+def _native(name: str, source_types: Mapping[str, pa.DataType], fmt: str) -> bool:
+    """A typed Parquet number or timestamp: present exactly when not NULL, and its text (costly
+    to make for every row) is needed only to echo it in a quarantined row's message."""
+    t = source_types.get(name)
+    return fmt == "parquet" and t is not None and (_numeric(t) or pa.types.is_timestamp(t))
 
 
 def _typed_expr(col: Column, text: str, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
@@ -106,10 +115,18 @@ def _typed_expr(col: Column, text: str, source_types: Mapping[str, pa.DataType],
     raise AssertionError(col.type)
 
 
-def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
-    """(condition, reason, detail) triples for one column, in the order they are tried."""
+def _checks(
+    col: Column, schema: Schema, text: str | None = None, echo: str | None = None
+) -> list[tuple[str, str, str]]:
+    """(condition, reason, detail) triples for one column, in the order they are tried.
+
+    `text` is what the conditions test for presence (default `s_<name>`, the value as text);
+    `echo` is the text that a message quotes (default: `text`). Details are evaluated only for
+    the rows that fail, so an `echo` that is costly to compute costs nothing on good rows.
+    """
     n = col.name
-    s, v = f"s_{n}", f"v_{n}"
+    s, v = text or f"s_{n}", f"v_{n}"
+    e = echo or s
     out: list[tuple[str, str, str]] = []
     if col.required is True:
         out.append((f"{s} IS NULL", f"missing:{n}", f"'missing required value: {n}'"))
@@ -134,7 +151,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{s} IS NOT NULL AND {v} IS NULL",
                 f"unparseable:{n}",
-                f"'{n} ' || {_echo(s)} || ' is not {kind_word}'",
+                f"'{n} ' || {_echo(e)} || ' is not {kind_word}'",
             )
         )
     if col.type in (ColType.FLOAT, ColType.INT):
@@ -142,7 +159,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{v} IS NOT NULL AND NOT isfinite({v})",
                 f"not_finite:{n}",
-                f"'{n} ' || {_echo(s)} || ' is not a finite number'",
+                f"'{n} ' || {_echo(e)} || ' is not a finite number'",
             )
         )
         lo = "-inf" if col.low is None else repr(col.low)
@@ -158,7 +175,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
                 (
                     f"{v} IS NOT NULL AND ({' OR '.join(conds)})",
                     f"out_of_range:{n}",
-                    f"'{n} ' || {_echo(s)} || ' is outside {bounds}'",
+                    f"'{n} ' || {_echo(e)} || ' is outside {bounds}'",
                 )
             )
     if col.type is ColType.INT:
@@ -166,7 +183,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{v} IS NOT NULL AND {v} <> round({v})",
                 f"unparseable:{n}",
-                f"'{n} ' || {_echo(s)} || ' is not an integer'",
+                f"'{n} ' || {_echo(e)} || ' is not an integer'",
             )
         )
     if col.type is ColType.ENUM and col.enum:
@@ -175,7 +192,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{v} IS NOT NULL AND {v} NOT IN ({allowed})",
                 f"unknown_value:{n}",
-                f"'{n} ' || {_echo(s)} || ' is not one of {', '.join(col.enum)}'",
+                f"'{n} ' || {_echo(e)} || ' is not one of {', '.join(col.enum)}'",
             )
         )
     if col.type is ColType.TIMESTAMP:
@@ -183,14 +200,14 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{v} IS NOT NULL AND {v} > now() + {FUTURE_TOLERANCE}",
                 f"future_timestamp:{n}",
-                f"'{n} ' || {_echo(s)} || ' is in the future'",
+                f"'{n} ' || {_echo(e)} || ' is in the future'",
             )
         )
         out.append(
             (
                 f"{v} IS NOT NULL AND {v} < TIMESTAMPTZ '{EARLIEST} 00:00:00+00'",
                 f"out_of_range:{n}",
-                f"'{n} ' || {_echo(s)} || ' is before {EARLIEST}'",
+                f"'{n} ' || {_echo(e)} || ' is before {EARLIEST}'",
             )
         )
     if n == "segment":
@@ -198,7 +215,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
             (
                 f"{v} IS NOT NULL AND {v} NOT IN (SELECT s FROM _segments)",
                 "unknown_value:segment",
-                f"'segment ' || {_echo(s)} || ' is not one of the configured segments'",
+                f"'segment ' || {_echo(e)} || ' is not one of the configured segments'",
             )
         )
     if n == schema.feature_column:
@@ -207,7 +224,7 @@ def _checks(col: Column, schema: Schema) -> list[tuple[str, str, str]]:
                 f"{v} IS NOT NULL AND NOT regexp_full_match({v}, "
                 f"{quote_literal(FEATURE_NAME_PATTERN)})",
                 "invalid_name:feature",
-                f"'feature ' || {_echo(s)} || ' is not a valid name (letters, digits, . _ -; "
+                f"'feature ' || {_echo(e)} || ' is not a valid name (letters, digits, . _ -; "
                 f"not starting with . or -; at most 100 characters)'",
             )
         )
@@ -221,45 +238,52 @@ def _fmt(x: float | None, default: str) -> str:
 
 
 def validation_sql(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
-    """The checking query for one batch shape (reads `batch` and the temp table `_segments`)."""
+    """The checking query for one batch shape (reads `batch` and the temp table `_segments`).
+
+    Three steps, so that good rows pay only for what they keep: `cols` types the values (source
+    columns are carried on under generated names `_c<i>`, which no header can collide with),
+    `judged` finds the first failed check, and the result adds the message and the raw copy only
+    to the rows that failed.
+    """
+    data_cols = [c for c in source_types if not c.startswith("_")] if fmt != "jsonl" else []
+    refs = {c: f"_c{i}" for i, c in enumerate(data_cols)}
     texts = {c.name: _text_expr(c.name, source_types, fmt) for c in schema.columns}
-    inner = [f"{ROW}", f"{LINE}"]
+    keep = [FILE] if FILE in source_types else []
+    inner = [*keep, f"{ROW}", f"{LINE}"]
     if fmt == "jsonl":
         inner += [JSON_LINE, "_json_ok"]
     if MALFORMED in source_types:
         inner.append(MALFORMED)
     if fmt == "csv":
-        data_cols = [c for c in source_types if not c.startswith("_")]
         inner.append(
             "("
             + " AND ".join(f"coalesce({quote_ident(c)}, '') = ''" for c in data_cols)
             + ") AS _blank"
         )
+    inner += [f"{quote_ident(c)} AS {refs[c]}" for c in data_cols]
+    whens = list(_pre_checks(source_types, fmt))
     for c in schema.columns:
-        inner.append(f"{texts[c.name]} AS s_{c.name}")
+        if _native(c.name, source_types, fmt):
+            ref = refs[c.name]
+            echo = _text_expr(c.name, source_types, fmt, ref=ref)
+            whens.extend(_checks(c, schema, text=ref, echo=echo))
+        else:
+            inner.append(f"{texts[c.name]} AS s_{c.name}")
+            whens.extend(_checks(c, schema))
     for c in schema.columns:
         inner.append(f"{_typed_expr(c, texts[c.name], source_types, fmt)} AS v_{c.name}")
     inner.append(f"{_extra_expr(schema, source_types, fmt)} AS {EXTRA}")
-    inner.append(f"{_raw_expr(source_types, fmt)} AS _raw_all")
-    pre = _pre_checks(source_types, fmt)
-
-    whens = list(pre)
-    for c in schema.columns:
-        whens.extend(_checks(c, schema))
     reason = "CASE " + " ".join(f"WHEN {cond} THEN '{r}'" for cond, r, _ in whens) + " END"
     detail = "CASE " + " ".join(f"WHEN {cond} THEN {d}" for cond, _, d in whens) + " END"
 
-    typed = []
+    typed: dict[str, str] = {}
     for c in schema.columns:
         v = f"v_{c.name}"
         if c.type is ColType.INT:
             v = f"CAST({v} AS BIGINT)"
         if c.default is not None:
             v = f"coalesce({v}, {quote_literal(c.default)})"
-        typed.append(f"{v} AS {quote_ident(c.name)}")
-    hashed = ", ".join(
-        f"coalesce(CAST({quote_ident(c.name)} AS VARCHAR), '\\N')" for c in schema.columns
-    )
+        typed[c.name] = v
     json_ok = ""
     if fmt == "jsonl":
         json_ok = (
@@ -267,20 +291,31 @@ def validation_sql(schema: Schema, source_types: Mapping[str, pa.DataType], fmt:
             f"THEN json_type({JSON_LINE}) = 'OBJECT' END, false) AS _json_ok"
         )
     item = "v_item_id" if "item_id" in schema.names else "NULL"
+    outputs = ", ".join(f"{v} AS {quote_ident(n)}" for n, v in typed.items())
     return f"""
 WITH src AS (SELECT *{json_ok} FROM batch),
 cols AS (SELECT {", ".join(inner)} FROM src),
-checked AS (
-  SELECT {ROW}, {LINE}, {", ".join(typed)}, {EXTRA},
-         {reason} AS _reason, {detail} AS _detail, _raw_all
-  FROM cols
-)
-SELECT * EXCLUDE (_raw_all),
-       md5_number_lower(concat_ws(chr(31), {hashed})) AS {ROW_HASH},
-       md5_number_lower({item.replace("v_", "")}) AS {ITEM_KEY},
-       CASE WHEN _reason IS NOT NULL THEN left(_raw_all, 4096) END AS _raw
-FROM checked
+judged AS (SELECT *, {reason} AS _reason FROM cols)
+SELECT {"".join(k + ", " for k in keep)}{ROW}, {LINE}, {outputs}, {EXTRA}, _reason,
+       CASE WHEN _reason IS NOT NULL THEN {detail} END AS _detail,
+       md5_number_lower({item}) AS {ITEM_KEY},
+       CASE WHEN _reason IS NOT NULL THEN left({_raw_expr(source_types, fmt, refs)}, 4096) END
+         AS _raw
+FROM judged
 """
+
+
+def row_hash_sql(schema: Schema, alias: str) -> str:
+    """The hash of a row's contract values (typed, as text) that tells an identical repeat from a
+    conflict; `alias` names the relation holding the typed columns (checked rows or the lake).
+
+    Ingest computes it only for rows whose id occurs more than once (in the run or the lake):
+    for every row it would cost more than the rest of the row checks together.
+    """
+    hashed = ", ".join(
+        f"coalesce(CAST({alias}.{quote_ident(c.name)} AS VARCHAR), '\\N')" for c in schema.columns
+    )
+    return f"md5_number_lower(concat_ws(chr(31), {hashed}))"
 
 
 def _pre_checks(source_types: Mapping[str, pa.DataType], fmt: str) -> list[tuple[str, str, str]]:
@@ -321,11 +356,11 @@ def _extra_expr(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: st
     return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
 
 
-def _raw_expr(source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+def _raw_expr(source_types: Mapping[str, pa.DataType], fmt: str, refs: Mapping[str, str]) -> str:
+    """The row as read (JSON of its columns), from the carried-on source columns `refs`."""
     if fmt == "jsonl":
         return f"coalesce({JSON_LINE}, '<not UTF-8>')"
-    cols = [c for c in source_types if not c.startswith("_")]
-    fields = ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in cols)
+    fields = ", ".join(f"{quote_literal(c)}: {refs[c]}" for c in refs)
     return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
 
 

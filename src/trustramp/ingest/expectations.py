@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from typing import Any
 
 import pandas as pd
@@ -30,11 +31,49 @@ def quiet_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+_warm: list[threading.Thread] = []
+_warm_lock = threading.Lock()
+
+
+def warm_up() -> None:
+    """Import Great Expectations and build the suites in a background thread (once per process).
+
+    The import takes seconds of pure Python; ingest starts it first, and its DuckDB work (which
+    releases the GIL) runs meanwhile. `audit` waits for it.
+    """
+    with _warm_lock:
+        if not _warm:
+            t = threading.Thread(target=_build_all, name="trustramp-gx-warm-up", daemon=True)
+            _warm.append(t)
+            t.start()
+
+
+def _build_all() -> None:
+    try:
+        for kind in Kind:
+            _validator(kind)
+    except Exception:  # audit() builds again in the foreground and raises there
+        log.debug("warming up Great Expectations failed", exc_info=True)
+
+
+def _wait_for_warm_up() -> None:
+    with _warm_lock:
+        threads = list(_warm)
+    for t in threads:
+        if t is not threading.current_thread():
+            t.join()
+
+
 @functools.cache
 def _context() -> Any:
     quiet_environment()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every pandas batch below this size (hashing the whole frame) for its
+    # batch markers; nothing here persists results, so the fingerprint is work thrown away.
+    pandas_execution_engine.HASH_THRESHOLD = 0
 
     for name in (
         "great_expectations",
@@ -87,6 +126,7 @@ def audit(kind: Kind, frame: pd.DataFrame) -> list[str]:
     """Validate rows about to land; returns the failed expectations (empty when all pass)."""
     if frame.empty:
         return []
+    _wait_for_warm_up()
     batch_def, suite = _validator(kind)
     batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format="BOOLEAN_ONLY")

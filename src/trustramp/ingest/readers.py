@@ -25,6 +25,8 @@ from trustramp.errors import InputFileError
 
 ROW = "_row"
 LINE = "_line"
+FILE = "_file"
+"""Set by ingest when several files share one query: the file's position in the run."""
 JSON_LINE = "_json"
 """The single text column of a JSON Lines batch (the raw line); `None` where it was not UTF-8."""
 FORMATS = {

@@ -1,21 +1,33 @@
-"""Stage one input file: check every row in SQL, deduplicate, split into lake rows and quarantine.
+"""Stage the files of one kind together: check every row in SQL, deduplicate, split into lake rows
+and quarantine, per file.
 
-Everything is written under `HOME/tmp/<src>/`; `lake.commit_source` moves it into place. The raw file
-is never loaded whole: batches stream through DuckDB into typed Parquet, and the deduplication and
-partitioning run in DuckDB over those files with a bounded memory limit.
+Set-based: the files' rows are checked by a few queries per kind (DuckDB's Parquet reader for
+plain Parquet files, one Arrow stream per format otherwise; a file on its own only when it must
+be), into Parquet files read back as the view `_checked`, each row tagged with its file's
+position in the run. Deduplication, the decisions' feature lookup (one scan of the predictions
+per run), the dirty days and the quarantine then run once per kind, not once per file. Everything
+is written under `HOME/tmp/run-<id>/`, one folder of lake parts per file, and
+`lake.commit_source` moves each file into place with its own commit record, in run order.
+The raw files are never loaded whole, and DuckDB's memory limit bounds every step.
+
+A file that cannot be read, or breaks while being read, fails alone: its rows are left out of
+`_checked` before the set-based steps run, and nothing of it is staged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import shutil
+import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,10 +43,16 @@ from trustramp.contract import (
     Kind,
     Schema,
 )
-from trustramp.ingest.checks import lake_columns, validation_sql
-from trustramp.ingest.readers import LINE, ROW, NeedsExactReader, Source
+from trustramp.errors import TrustrampError
+from trustramp.ingest.checks import lake_columns, row_hash_sql, validation_sql
+from trustramp.ingest.readers import FILE, LINE, ROW, NeedsExactReader, Source, file_format
 from trustramp.store.duck import quote_ident, quote_literal, translated
 from trustramp.store.lake import Home, relations
+
+_ORDER = f"({FILE} * 1099511627776 + {ROW})"
+_ORDER_C = f"(c.{FILE} * 1099511627776 + c.{ROW})"
+"""Run order of a row: file position, then row number (below 2**40 rows per file)."""
+_LAKE_HIVE = f"hive_partitioning = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}}"
 
 
 @dataclass
@@ -57,172 +75,508 @@ class StagedFile:
     log_file: Path | None = None
 
 
-def stage_file(
+@dataclass(frozen=True)
+class SourceFile:
+    """One file to stage: its content hash, path and a way to open it (`exact` for CSV)."""
+
+    src: str
+    path: Path
+    open: Callable[[bool], Source]
+
+
+@dataclass
+class StagedKind:
+    """What staging the files of one kind produced: staged files, and files that failed."""
+
+    staged: list[StagedFile]
+    failed: list[tuple[SourceFile, str]]
+
+
+def new_run_dir(home: Home) -> Path:
+    """A fresh scratch folder for one run's staging (`lake.sweep` removes a killed run's)."""
+    run = home.tmp / f"run-{uuid.uuid4().hex[:12]}"
+    run.mkdir(parents=True)
+    return run
+
+
+def stage_kind(
     con: duckdb.DuckDBPyConnection,
     home: Home,
-    src: str,
+    run_dir: Path,
     schema: Schema,
-    open_source: Callable[[bool], Source],
+    files: Sequence[SourceFile],
     *,
     segments: Sequence[str],
-    pending: Mapping[Kind, Sequence[Path]] | None = None,
-) -> StagedFile:
-    """Check, deduplicate and partition one file into `HOME/tmp/<src>/` (nothing visible yet).
+    run_predictions: Sequence[Path] = (),
+) -> StagedKind:
+    """Check, deduplicate and partition the files of one kind under `run_dir` (nothing visible).
 
-    `pending` holds the staged-but-uncommitted parts folders of earlier files of the same run, per
-    kind: rows there count as already landed for deduplication and for decisions' feature lookup.
+    Files count in the order given: a row whose id an earlier row of the run (or the lake) has
+    is a duplicate when identical and a conflict otherwise. `run_predictions` are the parts
+    folders of predictions staged earlier in this run: decisions find their item's feature there
+    as in the lake.
     """
-    pending = pending or {}
-    stage = home.staging(src)
-    shutil.rmtree(stage, ignore_errors=True)
-    checked_dir = stage / "checked"
-    checked_dir.mkdir(parents=True)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _segments AS SELECT unnest(?::VARCHAR[]) AS s",
         [list(segments)],
     )
-    source = open_source(False)
-    try:
-        _check_batches(con, schema, source, checked_dir)
-    except NeedsExactReader:
-        shutil.rmtree(checked_dir)
-        checked_dir.mkdir()
-        source = open_source(True)
-        _check_batches(con, schema, source, checked_dir)
+    checked = _Checked(run_dir / f"checked-{schema.kind.value}")
+    fmts: dict[int, str] = {}
+    errors: dict[int, str] = {}
+    alone: list[int] = []
+    by_format: dict[str, list[tuple[int, SourceFile]]] = {}
+    for i, f in enumerate(files):
+        by_format.setdefault(file_format(f.path), []).append((i, f))
+    for fmt, group in by_format.items():  # one query per format, not one per file and batch
+        if fmt == "parquet":
+            group = _check_parquet(con, schema, group, fmts, checked)
+        stream = _Stream(group)
+        _check_stream(con, schema, stream, checked)
+        fmts.update(stream.fmts)
+        errors.update(stream.failed)
+        alone += stream.alone
+    for i in sorted(alone):  # files that could not share the query: one query per batch
+        try:
+            fmts[i] = _check_file(con, schema, files[i], i, checked)
+        except TrustrampError as e:
+            errors[i] = str(e)
+    failed = [(files[i], errors[i]) for i in sorted(errors)]
+    ok = [(i, f, fmts[i]) for i, f in enumerate(files) if i not in errors]
+    staged = {i: StagedFile(src=f.src, path=f.path, kind=schema.kind, fmt=fmt) for i, f, fmt in ok}
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _files AS SELECT unnest(?::INTEGER[]) AS {FILE}, "
+        "unnest(?::VARCHAR[]) AS src, unnest(?::VARCHAR[]) AS file",
+        [[i for i, _, _ in ok], [f.src for _, f, _ in ok], [str(f.path) for _, f, _ in ok]],
+    )
+    if staged and checked.attach(con):
+        with translated(f"staging {schema.kind.value}: deduplicating"):
+            _fates(con, relations(home)[schema.kind.value], schema)
+            features = _item_features(con, home, schema, run_predictions)
+            _count(con, staged)
+            kept = _kept(con)
+            sources = [f.src for f in files]
+            _write_parts(con, schema, run_dir / schema.kind.value, staged, features, sources, kept)
+            _write_quarantine(con, schema, run_dir / "quarantine", staged)
+            _dirty_days(con, schema, staged, features, kept)
+    for s in staged.values():
+        s.rows_duplicate = s.rows_read - s.rows_new - s.rows_quarantined
+        s.log_file = _write_log(run_dir / "log", s)
+    con.execute("DROP VIEW IF EXISTS _checked")
+    for table in ("_not_new", "_quarantine", "_item_days", "_item_feature", "_excluded"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    shutil.rmtree(checked.folder, ignore_errors=True)
+    return StagedKind([staged[i] for i in sorted(staged)], failed)
 
-    staged = StagedFile(src=src, path=source.path, kind=schema.kind, fmt=source.fmt)
-    if not any(checked_dir.iterdir()):
-        staged.log_file = _write_log(stage, staged)
-        return staged
-    checked = f"read_parquet({quote_literal(str(checked_dir / '*.parquet'))})"
-    with translated(f"{source.path}: deduplicating"):
-        _fates(con, _landed(home, schema.kind, pending), schema, checked)
-        staged.rows_read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0]
-        staged.parts_dir = _write_parts(
-            con, _landed(home, Kind.PREDICTIONS, pending), schema, checked, stage, src, staged
+
+class _Checked:
+    """The checked rows of one kind: Parquet files under `folder`, one per query, read back as
+    the view `_checked`. On disk rather than in a DuckDB table, so that the set-based steps keep
+    their memory for themselves however many rows there are.
+
+    A file's rows are removed by deleting the outputs that hold only that file, or, in an
+    output that several files share, by excluding (output, file) pairs in the view.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.outputs: dict[int, Path] = {}
+        self.excluded: set[tuple[int, int]] = set()
+        self._next = 0
+
+    def write(self, con: duckdb.DuckDBPyConnection, query: str) -> int:
+        out = self._next
+        self._next += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{out:06d}.parquet"
+        self.outputs[out] = path
+        try:
+            con.execute(
+                f"COPY (SELECT {out} AS _out, * FROM ({query})) TO "
+                f"{quote_literal(str(path))} (FORMAT parquet)"
+            )
+        except BaseException:
+            self.drop(out)
+            raise
+        return out
+
+    def drop(self, out: int) -> None:
+        path = self.outputs.pop(out, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def exclude(self, out: int, file: int) -> None:
+        self.excluded.add((out, file))
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Create the view `_checked`; False when there are no checked rows at all."""
+        if not self.outputs:
+            return False
+        files = ", ".join(quote_literal(str(p)) for p in self.outputs.values())
+        where = ""
+        if self.excluded:
+            pairs = sorted(self.excluded)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _excluded AS SELECT unnest(?::INTEGER[]) AS _out, "
+                f"unnest(?::INTEGER[]) AS {FILE}",
+                [[o for o, _ in pairs], [f for _, f in pairs]],
+            )
+            where = (
+                f" WHERE NOT EXISTS (SELECT 1 FROM _excluded e "
+                f"WHERE e._out = c._out AND e.{FILE} = c.{FILE})"
+            )
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _checked AS SELECT * EXCLUDE (_out) "
+            f"FROM read_parquet([{files}], union_by_name = true) c{where}"
         )
-        staged.quarantine_file = _write_quarantine(con, schema, checked, stage, src, staged)
-        staged.dirty = _dirty_days(
-            con, schema, staged.parts_dir, _landed(home, Kind.PREDICTIONS, pending)
+        return True
+
+
+def _check_file(
+    con: duckdb.DuckDBPyConnection, schema: Schema, f: SourceFile, i: int, checked: _Checked
+) -> str:
+    """Check one file's rows on its own; returns its format. A CSV row with the wrong number of
+    fields restarts the file on the exact reader (which keeps such rows). When the file fails,
+    nothing of it stays checked."""
+    outs: list[int] = []
+    try:
+        try:
+            source = f.open(False)
+            _check_batches(con, schema, source, i, checked, outs)
+        except NeedsExactReader:
+            for out in outs:
+                checked.drop(out)
+            outs.clear()
+            source = f.open(True)
+            _check_batches(con, schema, source, i, checked, outs)
+    except BaseException:
+        for out in outs:
+            checked.drop(out)
+        raise
+    return source.fmt
+
+
+_PLAIN_TYPES = (
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_floating,
+    pa.types.is_integer,
+    pa.types.is_timestamp,
+)
+_RESERVED = {"filename", "file_row_number"}
+
+
+def _plain_schema(path: Path) -> pa.Schema | None:
+    """The file's Arrow schema when DuckDB's own Parquet reader gives the same values as
+    pyarrow's (text, numbers, timestamps; no names of ours); None otherwise."""
+    try:
+        s = pq.read_schema(path).remove_metadata()
+    except (pa.ArrowException, OSError):
+        return None
+    names = s.names
+    if len(set(names)) != len(names) or any(n.startswith("_") or n in _RESERVED for n in names):
+        return None
+    if not all(any(ok(f.type) for ok in _PLAIN_TYPES) for f in s):
+        return None
+    return s
+
+
+def _check_parquet(
+    con: duckdb.DuckDBPyConnection,
+    schema: Schema,
+    files: Sequence[tuple[int, SourceFile]],
+    fmts: dict[int, str],
+    checked: _Checked,
+) -> list[tuple[int, SourceFile]]:
+    """Check Parquet files of the same plain schema with DuckDB's Parquet reader, one query per
+    schema (faster than streaming Arrow batches through Python); returns the files left for the
+    stream: those of other schemas, and every file of a query that failed (a bad file then
+    fails alone there)."""
+    groups: dict[str, list[tuple[int, SourceFile, pa.Schema]]] = {}
+    rest: list[tuple[int, SourceFile]] = []
+    for i, f in files:
+        s = None if any(c in str(f.path) for c in "*?[]{}") else _plain_schema(f.path)
+        if s is None:  # not plain, or a path DuckDB would take for a glob pattern
+            rest.append((i, f))
+        else:
+            groups.setdefault(str(s), []).append((i, f, s))
+    for group in groups.values():
+        arrow_schema = group[0][2]
+        types = {f.name: f.type for f in arrow_schema}
+        types |= {ROW: pa.int64(), LINE: pa.int64(), FILE: pa.int32()}
+        paths = "[" + ", ".join(quote_literal(str(f.path)) for _, f, _ in group) + "]"
+        positions = "[" + ", ".join(str(i) for i, _, _ in group) + "]"
+        batch = (
+            f"(SELECT * EXCLUDE (file_row_number, filename), file_row_number + 1 AS {ROW}, "
+            f"file_row_number + 1 AS {LINE}, "
+            f"CAST({positions}[list_position({paths}, filename)] AS INTEGER) AS {FILE} "
+            f"FROM read_parquet({paths}, file_row_number = true, filename = true))"
         )
-    staged.rows_duplicate = staged.rows_read - staged.rows_new - staged.rows_quarantined
-    staged.log_file = _write_log(stage, staged)
-    return staged
+        query = validation_sql(schema, types, "parquet").replace("FROM batch)", f"FROM {batch})", 1)
+        try:
+            checked.write(con, query)
+        except duckdb.Error:
+            rest += [(i, f) for i, f, _ in group]
+            continue
+        fmts.update({i: "parquet" for i, _, _ in group})
+    return sorted(rest, key=lambda x: x[0])
+
+
+class _Stream:
+    """The batches of several files of one format as one stream, each tagged with its `_file`.
+
+    A file that fails while being read is noted (its rows already streamed are deleted after
+    the query) and the stream goes on with the next file, so one bad file never stops the
+    others. A file whose batches differ in shape from the stream's, or that needs the exact CSV
+    reader, is noted to be checked on its own.
+    """
+
+    def __init__(self, files: Sequence[tuple[int, SourceFile]]) -> None:
+        self.files = files
+        self.schema: pa.Schema | None = None
+        self.fmts: dict[int, str] = {}
+        self.failed: dict[int, str] = {}
+        self.alone: list[int] = []
+        self.error: BaseException | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for i, f in self.files:
+            try:
+                source = f.open(False)
+                self.fmts[i] = source.fmt
+                for batch in source.batches:
+                    if self.schema is None:
+                        self.schema = batch.schema
+                    if not batch.schema.equals(self.schema):
+                        self.alone.append(i)
+                        break
+                    tag = pa.array(np.full(batch.num_rows, i, dtype=np.int32))
+                    yield batch.append_column(FILE, tag)
+            except NeedsExactReader:
+                self.alone.append(i)
+            except TrustrampError as e:
+                self.failed[i] = str(e)
+            except Exception as e:  # not ours to judge: raised again after the query
+                self.error = e
+                return
+
+
+def _check_stream(
+    con: duckdb.DuckDBPyConnection, schema: Schema, stream: _Stream, checked: _Checked
+) -> None:
+    batches = stream.batches()
+    first = next(batches, None)
+    if first is not None:
+        assert stream.schema is not None
+        types = {f.name: f.type for f in stream.schema}
+        types[FILE] = pa.int32()
+        query = validation_sql(schema, types, stream.fmts[int(first.column(FILE)[0].as_py())])
+        reader = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
+        con.register("batch", reader)
+        try:
+            out = checked.write(con, query)
+        except duckdb.Error:
+            # Something in one file's rows broke the shared query: check the files one by
+            # one instead, so that the file that breaks it fails alone.
+            if stream.error is None:
+                stream.alone = [i for i, _ in stream.files if i not in stream.failed]
+        else:
+            for i in [*stream.alone, *stream.failed]:  # rows they streamed before stopping
+                checked.exclude(out, i)
+        finally:
+            con.unregister("batch")
+    if stream.error is not None:
+        raise stream.error
 
 
 def _check_batches(
-    con: duckdb.DuckDBPyConnection, schema: Schema, source: Source, checked_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    schema: Schema,
+    source: Source,
+    i: int,
+    checked: _Checked,
+    outs: list[int],
 ) -> None:
     query: str | None = None
-    for i, batch in enumerate(source.batches):
+    for batch in source.batches:
         if query is None:
             types = {f.name: f.type for f in batch.schema}
             query = validation_sql(schema, types, source.fmt)
         con.register("batch", batch)
         try:
             with translated(f"{source.path}: checking rows"):
-                con.execute(
-                    f"COPY ({query}) TO {quote_literal(str(checked_dir / f'{i:06d}.parquet'))} "
-                    "(FORMAT parquet, COMPRESSION zstd)"
-                )
+                outs.append(checked.write(con, f"SELECT {int(i)} AS {FILE}, * FROM ({query})"))
         finally:
             con.unregister("batch")
 
 
-def _landed(home: Home, kind: Kind, pending: Mapping[Kind, Sequence[Path]]) -> str:
-    """SQL of the rows of `kind` that count as landed: committed, plus this run's staged parts."""
-    committed = relations(home)[kind.value]
-    parts = [str(p / "*" / "*" / "*.parquet") for p in pending.get(kind, ())]
+def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema) -> None:
+    """Temp table `_not_new`: every valid row that must not land, and why.
+
+    The first valid row of an id in the run (file order, then row order) lands unless the lake
+    has the id; every other row of the id is compared with the lake's row, or else with that
+    first row: identical is a duplicate, different a conflict (the first version stays). Only
+    the rows of such ids are hashed (`row_hash_sql`); a lake row without a stored hash is hashed
+    from its values, which gives the same hash.
+    """
+    idc = quote_ident(schema.id_column)
+    span = 1 << 40
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _not_new AS
+WITH valid AS (SELECT {idc} AS id, {_ORDER} AS ord FROM _checked WHERE _reason IS NULL),
+lake AS (SELECT l.{idc} AS id, coalesce(l.{ROW_HASH}, {row_hash_sql(schema, "l")}) AS lake_hash
+         FROM ({lake}) l WHERE l.{idc} IN (SELECT id FROM valid)),
+hot_ids AS (SELECT id FROM valid GROUP BY id HAVING count(*) > 1
+            UNION SELECT id FROM lake),
+hot AS (SELECT c.{FILE}, c.{ROW}, c.{idc} AS id, {_ORDER_C} AS ord, {row_hash_sql(schema, "c")} AS h
+        FROM _checked c
+        WHERE c._reason IS NULL AND c.{idc} IN (SELECT id FROM hot_ids)),
+firsts AS (SELECT id, arg_min(h, ord) AS first_hash, min(ord) AS first_ord FROM hot GROUP BY id)
+SELECT hot.{FILE}, hot.{ROW}, hot.id, f.first_ord // {span} AS first_file,
+       f.first_ord % {span} AS first_row,
+       CASE WHEN l.id IS NOT NULL AND l.lake_hash = hot.h THEN 'duplicate'
+            WHEN l.id IS NOT NULL THEN 'conflict_lake'
+            WHEN hot.ord = f.first_ord THEN 'new'
+            WHEN hot.h = f.first_hash THEN 'duplicate'
+            WHEN f.first_ord // {span} <> hot.{FILE} THEN 'conflict_lake'
+            ELSE 'conflict_file' END AS fate
+FROM hot JOIN firsts f USING (id) LEFT JOIN lake l USING (id)
+WHERE l.id IS NOT NULL OR hot.ord <> f.first_ord
+""")
+
+
+def _predictions(home: Home, run_predictions: Sequence[Path]) -> str:
+    """SQL of the predictions that count as landed: committed, plus this run's staged parts."""
+    committed = relations(home)[Kind.PREDICTIONS.value]
+    parts = [str(p / "*" / "*" / "*.parquet") for p in run_predictions]
     if not parts:
         return committed
     staged = (
         f"SELECT * FROM read_parquet([{', '.join(quote_literal(x) for x in parts)}], "
-        f"hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
+        f"{_LAKE_HIVE}, union_by_name = true)"
     )
     return f"({committed}) UNION ALL BY NAME ({staged})"
 
 
-def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema, checked: str) -> None:
-    """Temp table `_not_new`: every valid row that must not land, and why (duplicate or conflict)."""
-    idc = quote_ident(schema.id_column)
+def _item_features(
+    con: duckdb.DuckDBPyConnection, home: Home, schema: Schema, run_predictions: Sequence[Path]
+) -> bool:
+    """Decisions: temp table `_item_days` (item_key, feature, date, last predicted_at) of the
+    landed predictions of the staged items, from one scan of the predictions. False for the
+    kinds that carry their own feature."""
+    if schema.feature_column:
+        return False
+    preds = _predictions(home, run_predictions)
     con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _not_new AS
-WITH valid AS (SELECT {ROW}, {LINE}, {idc} AS id, {ROW_HASH} FROM {checked} WHERE _reason IS NULL),
-firsts AS (SELECT id, arg_min({ROW_HASH}, {ROW}) AS first_hash, min({ROW}) AS first_row
-           FROM valid GROUP BY id),
-lake AS (SELECT {idc} AS id, {ROW_HASH} AS lake_hash FROM ({lake}) l
-         WHERE {idc} IN (SELECT id FROM valid))
-SELECT v.{ROW}, v.{LINE}, v.id, f.first_row,
-       CASE WHEN l.id IS NOT NULL AND l.lake_hash = v.{ROW_HASH} THEN 'duplicate'
-            WHEN l.id IS NOT NULL THEN 'conflict_lake'
-            WHEN v.{ROW} = f.first_row THEN 'new'
-            WHEN v.{ROW_HASH} = f.first_hash THEN 'duplicate'
-            ELSE 'conflict_file' END AS fate
-FROM valid v JOIN firsts f USING (id) LEFT JOIN lake l USING (id)
-WHERE l.id IS NOT NULL OR v.{ROW} <> f.first_row
+CREATE OR REPLACE TEMP TABLE _item_days AS
+SELECT {ITEM_KEY}, {FEATURE}, {DATE}, max(predicted_at) AS last_at
+FROM ({preds}) p
+WHERE {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM _checked WHERE _reason IS NULL)
+GROUP BY ALL
 """)
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _item_feature AS
+SELECT {ITEM_KEY}, arg_max({FEATURE}, last_at) AS {FEATURE} FROM _item_days GROUP BY {ITEM_KEY}
+""")
+    return True
+
+
+def _kept(con: duckdb.DuckDBPyConnection) -> str:
+    """The condition on `_checked c` of the rows that land (the anti-join only when needed)."""
+    if con.execute("SELECT count(*) FROM _not_new").fetchall()[0][0] == 0:
+        return "c._reason IS NULL"
+    return (
+        f"c._reason IS NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM _not_new n WHERE n.{FILE} = c.{FILE} AND n.{ROW} = c.{ROW})"
+    )
+
+
+def _landing(schema: Schema, features: bool, sources: Sequence[str], kept: str) -> str:
+    """SQL of the rows that land, with their `_source`, feature and date partitions."""
+    cols = ", ".join(
+        f"CAST(NULL AS UBIGINT) AS {ROW_HASH}" if n == ROW_HASH else f"c.{quote_ident(n)}"
+        for n, _ in lake_columns(schema)
+    )
+    time_col = quote_ident(schema.time_column)
+    if features:
+        feature = f"coalesce(m.{FEATURE}, {quote_literal(UNMATCHED_FEATURE)})"
+        join = f"LEFT JOIN _item_feature m ON m.{ITEM_KEY} = c.{ITEM_KEY}"
+    else:
+        assert schema.feature_column is not None
+        feature = f"c.{quote_ident(schema.feature_column)}"
+        join = ""
+    # The content hashes of the run's files, by position (hex digits of ours, not data).
+    source = f"[{', '.join(quote_literal(x) for x in sources)}][c.{FILE} + 1]"
+    return (
+        f"SELECT {cols}, {source} AS {SOURCE}, {feature} AS {FEATURE}, "
+        f"CAST(c.{time_col} AS DATE) AS {DATE}, c.{FILE} "
+        f"FROM _checked c {join} WHERE {kept}"
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, staged: dict[int, StagedFile]) -> None:
+    rows = con.execute(f"""
+SELECT c.{FILE}, count(*) AS n,
+       count(*) FILTER (WHERE c._reason IS NULL AND n.{ROW} IS NULL) AS new
+FROM _checked c LEFT JOIN _not_new n ON n.{FILE} = c.{FILE} AND n.{ROW} = c.{ROW}
+GROUP BY c.{FILE}
+""").fetchall()
+    for i, n, new in rows:
+        staged[i].rows_read = int(n)
+        staged[i].rows_new = int(new)
 
 
 def _write_parts(
     con: duckdb.DuckDBPyConnection,
-    preds: str,
     schema: Schema,
-    checked: str,
-    stage: Path,
-    src: str,
-    staged: StagedFile,
-) -> Path | None:
-    cols = [n for n, _ in lake_columns(schema)]
-    select_cols = ", ".join(f"c.{quote_ident(n)}" for n in cols)
-    time_col = quote_ident(schema.time_column)
-    if schema.feature_column:
-        feature = f"c.{quote_ident(schema.feature_column)}"
-        join = ""
-    else:
-        # Decisions: file them under the feature of the item's prediction, when it has landed.
-        join = (
-            f"LEFT JOIN (SELECT {ITEM_KEY}, arg_max({FEATURE}, predicted_at) AS feature "
-            f"FROM ({preds}) p WHERE {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM {checked}) "
-            f"GROUP BY {ITEM_KEY}) m ON m.{ITEM_KEY} = c.{ITEM_KEY}"
+    out: Path,
+    staged: dict[int, StagedFile],
+    features: bool,
+    sources: Sequence[str],
+    kept: str,
+) -> None:
+    """The landing rows of each file: `out/_file=<i>/feature=<f>/date=<d>/*.parquet`.
+
+    One partitioned write per file (the filter on `_file` skips the other files' row groups):
+    one write for the whole kind partitioned by file too is slower on large runs, where
+    DuckDB's partitioned writer keeps too many partitions open at once for its memory.
+    """
+    landing = _landing(schema, features, sources, kept)
+    for i, s in staged.items():
+        if not s.rows_new:
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        s.parts_dir = out / f"{FILE}={i}"
+        con.execute(
+            f"COPY (SELECT * EXCLUDE ({FILE}) FROM ({landing}) WHERE {FILE} = {int(i)}) TO "
+            f"{quote_literal(str(s.parts_dir))} (FORMAT parquet, "
+            f"PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd)"
         )
-        feature = f"coalesce(m.feature, {quote_literal(UNMATCHED_FEATURE)})"
-    landing = (
-        f"SELECT {select_cols}, {quote_literal(src)} AS {SOURCE}, {feature} AS {FEATURE}, "
-        f"CAST(c.{time_col} AS DATE) AS {DATE} FROM {checked} c {join} "
-        f"WHERE c._reason IS NULL AND c.{ROW} NOT IN (SELECT {ROW} FROM _not_new)"
-    )
-    parts = stage / "parts"
-    copied = con.execute(
-        f"COPY ({landing}) TO {quote_literal(str(parts))} (FORMAT parquet, "
-        f"PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd)"
-    ).fetchall()
-    staged.rows_new = int(copied[0][0]) if copied else 0
-    if staged.rows_new == 0:
-        shutil.rmtree(parts, ignore_errors=True)
-        return None
-    return parts
 
 
 def _dirty_days(
-    con: duckdb.DuckDBPyConnection, schema: Schema, parts: Path | None, preds: str
-) -> set[tuple[str, dt.date]]:
-    """The (feature, prediction date) days whose aggregates the staged rows change."""
-    if parts is None or schema.kind not in (Kind.PREDICTIONS, Kind.DECISIONS):
-        return set()
-    files = quote_literal(str(parts / "*" / "*" / "*.parquet"))
+    con: duckdb.DuckDBPyConnection,
+    schema: Schema,
+    staged: dict[int, StagedFile],
+    features: bool,
+    kept: str,
+) -> None:
+    """The (feature, prediction date) days whose aggregates each file's landing rows change."""
+    if schema.kind not in (Kind.PREDICTIONS, Kind.DECISIONS):
+        return
+    landing = f"FROM _checked c WHERE {kept}"
     if schema.kind is Kind.PREDICTIONS:
         query = (
-            f"SELECT DISTINCT {FEATURE}, {DATE} FROM read_parquet({files}, "
-            f"hive_partitioning = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
+            f"SELECT DISTINCT c.{FILE}, c.{quote_ident(FEATURE)}, "
+            f"CAST(c.{quote_ident(schema.time_column)} AS DATE) {landing}"
         )
     else:
+        assert features
         query = (
-            f"SELECT DISTINCT p.{FEATURE}, p.{DATE} FROM ({preds}) p WHERE p.{ITEM_KEY} IN "
-            f"(SELECT {ITEM_KEY} FROM read_parquet({files}))"
+            f"SELECT DISTINCT k.{FILE}, d.{FEATURE}, d.{DATE} FROM _item_days d JOIN "
+            f"(SELECT DISTINCT c.{FILE}, c.{ITEM_KEY} {landing}) k USING ({ITEM_KEY})"
         )
-    with translated("finding the days to recompute"):
-        return {(f, d) for f, d in con.execute(query).fetchall()}
+    for i, feature, day in con.execute(query).fetchall():
+        staged[i].dirty.add((feature, day))
 
 
 AUDIT_ROWS = 200_000
@@ -263,51 +617,49 @@ def audit_staged(
 def _write_quarantine(
     con: duckdb.DuckDBPyConnection,
     schema: Schema,
-    checked: str,
-    stage: Path,
-    src: str,
-    staged: StagedFile,
-) -> Path | None:
-    idc = quote_ident(schema.id_column)
+    out: Path,
+    staged: dict[int, StagedFile],
+) -> None:
+    """Temp table `_quarantine` of the kind's rejected rows; one file per source that has any."""
     id_name = schema.id_column
+    names = [ROW, LINE, *schema.names, "_extra", "_reason", "_detail", ITEM_KEY, "_raw"]
+    row = ", ".join(f"{quote_literal(n)}: c.{quote_ident(n)}" for n in names)
     conflicts = f"""
-SELECT c.{ROW}, c.{LINE},
-       CASE WHEN n.fate = 'conflict_lake' THEN 'conflict:{id_name}'
-            ELSE 'conflict:{id_name}' END AS _reason,
+SELECT c.{FILE}, c.{ROW}, c.{LINE}, 'conflict:{id_name}' AS _reason,
        CASE WHEN n.fate = 'conflict_lake'
             THEN '{id_name} ' || '''' || n.id || '''' ||
                  ' is already in the lake with different content; not overwritten'
             ELSE '{id_name} ' || '''' || n.id || '''' || ' repeats row ' || n.first_row ||
                  ' of this file with different content; the first one was kept' END AS _detail,
-       CAST(to_json(c) AS VARCHAR) AS _raw
-FROM {checked} c JOIN _not_new n USING ({ROW})
+       CAST(to_json({{{row}}}) AS VARCHAR) AS _raw
+FROM _checked c JOIN _not_new n ON n.{FILE} = c.{FILE} AND n.{ROW} = c.{ROW}
 WHERE n.fate IN ('conflict_lake', 'conflict_file')
 """
-    _ = idc
-    bad = f"SELECT {ROW}, {LINE}, _reason, _detail, _raw FROM {checked} WHERE _reason IS NOT NULL"
+    bad = f"SELECT {FILE}, {ROW}, {LINE}, _reason, _detail, _raw FROM _checked WHERE _reason IS NOT NULL"
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _quarantine AS
-SELECT {quote_literal(src)} AS source, {quote_literal(str(staged.path))} AS file,
-       {quote_literal(schema.kind.value)} AS kind, {ROW} AS row_number, {LINE} AS line,
-       _reason AS reason, _detail AS detail, left(_raw, 4096) AS raw,
-       now() AS quarantined_at
-FROM ({bad} UNION ALL {conflicts})
+SELECT q.{FILE}, f.src AS source, f.file AS file, {quote_literal(schema.kind.value)} AS kind,
+       q.{ROW} AS row_number, q.{LINE} AS line, q._reason AS reason, q._detail AS detail,
+       left(q._raw, 4096) AS raw, now() AS quarantined_at
+FROM ({bad} UNION ALL {conflicts}) q JOIN _files f USING ({FILE})
 """)
-    rows = con.execute("SELECT reason, count(*) FROM _quarantine GROUP BY reason").fetchall()
-    staged.reasons = Counter({r: int(n) for r, n in rows})
-    staged.rows_quarantined = sum(staged.reasons.values())
-    if not staged.rows_quarantined:
-        return None
-    out = stage / "quarantine.parquet"
-    con.execute(
-        f"COPY (SELECT * FROM _quarantine ORDER BY row_number) TO "
-        f"{quote_literal(str(out))} (FORMAT parquet)"
-    )
-    return out
+    rows = con.execute(f"SELECT {FILE}, reason, count(*) FROM _quarantine GROUP BY ALL").fetchall()
+    for i, reason, n in rows:
+        staged[i].reasons[reason] = int(n)
+    for i, s in staged.items():
+        s.rows_quarantined = sum(s.reasons.values())
+        if not s.rows_quarantined:
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        s.quarantine_file = out / f"{s.src}.parquet"
+        con.execute(
+            f"COPY (SELECT * EXCLUDE ({FILE}) FROM _quarantine WHERE {FILE} = {int(i)} "
+            f"ORDER BY row_number) TO {quote_literal(str(s.quarantine_file))} (FORMAT parquet)"
+        )
 
 
-def _write_log(stage: Path, staged: StagedFile) -> Path:
-    stage.mkdir(parents=True, exist_ok=True)
+def _write_log(out: Path, staged: StagedFile) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     record = pa.table(
         {
             "source": [staged.src],
@@ -322,6 +674,10 @@ def _write_log(stage: Path, staged: StagedFile) -> Path:
             "trustramp_version": [__version__],
         }
     )
-    out = stage / "ingest_log.parquet"
-    pq.write_table(record, out)
-    return out
+    dest = out / f"{staged.src}.parquet"
+    pq.write_table(record, dest)
+    return dest
+
+
+def discard_run(run_dir: Path) -> None:
+    shutil.rmtree(run_dir, ignore_errors=True)
