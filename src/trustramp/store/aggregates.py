@@ -65,6 +65,59 @@ def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
     return {"feature": feature, "start": start, "end": end}
 
 
+def _days_filter(start: dt.date, end: dt.date, days: list[dt.date] | None) -> str:
+    """SQL condition on `date` for the wanted days: none when they are all of [start, end] (a
+    list filter would read every partition of the range; the range alone prunes files)."""
+    if days is None or set(days) >= {
+        start + dt.timedelta(days=i) for i in range((end - start).days + 1)
+    }:
+        return "TRUE"
+    return "list_contains($days, date)"
+
+
+def _with_latest(query: str, *, items: str = "TRUE", days: str = "TRUE") -> str:
+    """`query` with latest_decisions.sql spliced in (`__LATEST__`), restricted to `items` (a
+    condition on decisions.item_key), and its `__DAYS__` filter."""
+    latest = sql("latest_decisions").replace("__ITEMS__", items)
+    query = query.replace("__LATEST__", latest).replace("__DAYS__", days)
+    # Without the comments, so that `_bound` sees only the parameters the statement uses.
+    return "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("--"))
+
+
+def _bound(query: str, params: dict[str, object]) -> dict[str, object]:
+    """The parameters `query` uses (DuckDB refuses named parameters a statement does not use)."""
+    return {k: v for k, v in params.items() if f"${k}" in query}
+
+
+CHUNK_ROWS = 2_000_000
+"""Stage 1 joins and groups about this many predictions at a time (whole days): the grouping
+sets keep their input in memory, so the peak follows the chunk, not the window (each chunk
+aggregates only its own items' decisions, so the chunks cost about what one pass would)."""
+
+
+def _day_rows(con: duckdb.DuckDBPyConnection, feature: str) -> dict[dt.date, int]:
+    """Predictions per day of a feature (cheap: DuckDB counts them from the Parquet metadata)."""
+    with translated("reading the lake"):
+        rows = con.execute(
+            "SELECT date, count(*) FROM predictions WHERE feature = $feature GROUP BY date",
+            {"feature": feature},
+        ).fetchall()
+    return {d: int(n) for d, n in rows}
+
+
+def _chunks(days: list[dt.date], day_rows: dict[dt.date, int]) -> list[list[dt.date]]:
+    """Consecutive runs of `days` (sorted) of about CHUNK_ROWS predictions each."""
+    chunks: list[list[dt.date]] = []
+    rows = 0
+    for day in days:
+        if not chunks or rows >= CHUNK_ROWS:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(day)
+        rows += day_rows.get(day, 0)
+    return chunks or [[]]
+
+
 def compute_aggregates(
     con: duckdb.DuckDBPyConnection,
     feature: str,
@@ -79,20 +132,31 @@ def compute_aggregates(
 
     `days` restricts the work to those prediction days within [start, end] (default: all).
     """
-    grid_scale = round(grid_step * 1e6)
-    n_grid = round(1 / grid_step)
-    if days is None:
-        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    p = {**_params(feature, start, end), "days": days}
+    p = {
+        **_params(feature, start, end),
+        "days": days,
+        "bins": bins,
+        "grid_scale": round(grid_step * 1e6),
+        "n_grid": round(1 / grid_step),
+        "eps": LOG_LOSS_EPS,
+        "n_log": LATENCY_LOG_BINS,
+        "max_ms": LATENCY_MAX_MS,
+    }
+    day_filter = _days_filter(start, end, days)
+    lat_sql = _with_latest(sql("latency"), days=day_filter)
+    conf_sql = _with_latest(sql("confidence_hist"), days=day_filter)
+    wanted = sorted(
+        {start + dt.timedelta(days=i) for i in range((end - start).days + 1)}
+        if days is None
+        else {d for d in days if start <= d <= end}
+    )
+    day_rows = _day_rows(con, feature)
     with translated(f"aggregating {feature} {start}..{end}"):
-        raw = con.execute(
-            sql("cells"),
-            {**p, "bins": bins, "grid_scale": grid_scale, "n_grid": n_grid, "eps": LOG_LOSS_EPS},
-        ).df()
-        lat = con.execute(
-            sql("latency"), {**p, "n_log": LATENCY_LOG_BINS, "max_ms": LATENCY_MAX_MS}
-        ).df()
-        conf = con.execute(sql("confidence_hist"), {**p, "bins": bins}).df()
+        parts = [_grouping_sets(con, p, c, len(day_rows)) for c in _chunks(wanted, day_rows)]
+        # (an empty part, of days without predictions, would turn the dtypes into object)
+        raw = pd.concat([f for f in parts if len(f)] or parts[:1], ignore_index=True)
+        lat = con.execute(lat_sql, _bound(lat_sql, p)).df()
+        conf = con.execute(conf_sql, _bound(conf_sql, p)).df()
     gid = raw.pop("grouping_id")
     cells = raw[gid == GROUPING["cells"]][
         ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES]
@@ -119,6 +183,28 @@ def compute_aggregates(
     )
 
 
+def _grouping_sets(
+    con: duckdb.DuckDBPyConnection, params: dict[str, object], days: list[dt.date], lake_days: int
+) -> pd.DataFrame:
+    """cells.sql on some prediction days (all of [start, end] in `params` when `days` is empty)."""
+    p = dict(params)
+    if days:
+        p.update(start=days[0], end=days[-1], days=days)
+    day_filter = _days_filter(p["start"], p["end"], p["days"])  # type: ignore[arg-type]
+    # Aggregate only the decisions of these days' items when they are a small share of the
+    # lake (a chunk, an incremental run's few days); otherwise nearly every decision is needed,
+    # and the restriction would cost more than it saves.
+    n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
+    items = (
+        "item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
+        "AND date BETWEEN $start AND $end AND __DAYS__)"
+        if 2 * n_days < lake_days
+        else "TRUE"
+    )
+    query = _with_latest(sql("cells"), items=items, days=day_filter)
+    return con.execute(query, _bound(query, p)).df()
+
+
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if "day" in frame:
@@ -127,6 +213,42 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
         if c in CELL_MEASURES and c not in ("conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"):
             frame[c] = frame[c].astype("int64")
     return frame
+
+
+GATE_ITEMS = (
+    "item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
+    "AND date BETWEEN $start AND $end AND list_contains($versions, model_version) "
+    "AND mode = 'shadow')"
+)
+
+
+def prepare_gate_rows(
+    con: duckdb.DuckDBPyConnection,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    versions: list[str],
+) -> None:
+    """Join the gate window's unshown predictions of `versions` to their latest decisions once,
+    into the connection's temporary table `gate_rows` (gate_rows.sql), unless it already holds
+    them; the gate-window queries below all read it instead of joining the lake again."""
+    wanted = sorted(set(versions))
+    window = [feature, start.isoformat(), end.isoformat()]
+    try:
+        have = con.execute("SELECT win, versions FROM gate_rows_key").fetchone()
+    except duckdb.CatalogException:
+        have = None
+    if have is not None and have[0] == window and set(wanted) <= set(have[1]):
+        return
+    query = _with_latest(sql("gate_rows"), items=GATE_ITEMS)
+    params = {**_params(feature, start, end), "versions": wanted}
+    with translated("joining the gate window's predictions to their decisions"):
+        con.execute("DROP TABLE IF EXISTS gate_rows_key")
+        con.execute(f"CREATE OR REPLACE TEMPORARY TABLE gate_rows AS {query}", params)
+        con.execute(
+            "CREATE TEMPORARY TABLE gate_rows_key AS SELECT $win AS win, $versions AS versions",
+            {"win": window, "versions": wanted},
+        )
 
 
 def paired_table(
@@ -138,11 +260,9 @@ def paired_table(
     previous: str,
 ) -> dict[tuple[bool, bool], int]:
     """(candidate correct, previous correct) -> items, on unshown labeled items both predicted."""
+    prepare_gate_rows(con, feature, start, end, [candidate, previous])
     with translated("comparing model versions"):
-        rows = con.execute(
-            sql("paired"),
-            {**_params(feature, start, end), "candidate": candidate, "previous": previous},
-        ).fetchall()
+        rows = con.execute(sql("paired"), {"candidate": candidate, "previous": previous}).fetchall()
     return {(bool(c), bool(p)): int(n) for c, p, n in rows}
 
 
@@ -155,10 +275,9 @@ def equal_mass_bins(
     bins: int,
 ) -> pd.DataFrame:
     """Equal-mass calibration groups (n, correct, conf_sum) for one version's unshown labels."""
+    prepare_gate_rows(con, feature, start, end, [version])
     with translated("equal-mass calibration bins"):
-        return con.execute(
-            sql("equal_mass"), {**_params(feature, start, end), "version": version, "bins": bins}
-        ).df()
+        return con.execute(sql("equal_mass"), {"version": version, "bins": bins}).df()
 
 
 def feedback_counts(
@@ -215,10 +334,10 @@ def labeled_sample(
     seed: int = 0,
 ) -> pd.DataFrame:
     """At most `limit` labeled unshown rows (confidence, correct, item_key), chosen by item hash."""
+    prepare_gate_rows(con, feature, start, end, [version])
     with translated("sampling labeled predictions"):
         return con.execute(
-            sql("labeled_sample"),
-            {**_params(feature, start, end), "version": version, "limit": limit, "seed": seed},
+            sql("labeled_sample"), {"version": version, "limit": limit, "seed": seed}
         ).df()
 
 
@@ -231,10 +350,9 @@ def classwise_bins(
     bins: int,
 ) -> pd.DataFrame:
     """Per (class, bin): n, hits, prob_sum from class_probabilities (empty when none are logged)."""
+    prepare_gate_rows(con, feature, start, end, [version])
     with translated("class-wise calibration bins"):
-        return con.execute(
-            sql("classwise"), {**_params(feature, start, end), "version": version, "bins": bins}
-        ).df()
+        return con.execute(sql("classwise"), {"version": version, "bins": bins}).df()
 
 
 def slice_counts(
@@ -250,7 +368,11 @@ def slice_counts(
     from trustramp.contract import PREDICTIONS
     from trustramp.store.duck import quote_ident
 
-    query = sql("slice_counts")
+    query = _with_latest(
+        sql("slice_counts"),
+        items="item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
+        "AND date BETWEEN $start AND $end AND model_version = $version AND mode = 'shadow')",
+    )
     if column in PREDICTIONS.names:  # a contract column: its identifier is known, not user text
         query = query.replace(
             "json_extract_string(p._extra, $path)", f"CAST(p.{quote_ident(column)} AS VARCHAR)"
@@ -273,11 +395,11 @@ def customer_grid(
     grid_step: float = 0.01,
 ) -> pd.DataFrame:
     """customer_id, grid_bin, labeled, correct, n: per-customer threshold counts."""
+    prepare_gate_rows(con, feature, start, end, [version])
     with translated("per-customer threshold counts"):
         return con.execute(
             sql("customer_grid"),
             {
-                **_params(feature, start, end),
                 "version": version,
                 "grid_scale": round(grid_step * 1e6),
                 "n_grid": round(1 / grid_step),

@@ -114,7 +114,12 @@ def _write_day(folder: Path, aggs: Aggregates, day: dt.date) -> None:
 def load(
     home: Home, feature: str, start: dt.date, end: dt.date, *, bins: int, grid_step: float
 ) -> Aggregates:
-    """The cached aggregates of [start, end] (call `refresh` first)."""
+    """The cached aggregates of [start, end].
+
+    Call `refresh` first, and call both under the same hold of the writer lock: then no other
+    evaluation can recompute a day (from a lake an ingest changed meanwhile) between the two,
+    and every day read comes from the lake state that refresh saw.
+    """
     base = cache_dir(home, feature, bins, grid_step)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):

@@ -1,18 +1,11 @@
 -- Class-wise calibration bins from class_probabilities, for one version's labeled unshown
 -- predictions that carry them. Every item is binned once per class, by its probability for that
 -- class (0 when its object omits the class). Grain: class x bin (right-closed equal-width bins).
--- Parameters: $feature, $start, $end, $version, $bins.
-WITH latest AS (
-  SELECT item_key, item_id, arg_max(human_label, (decided_at, decision_id)) AS human_label
-  FROM decisions WHERE feature IN ($feature, '_unmatched') GROUP BY item_key, item_id
-),
-items AS (
-  SELECT l.human_label,
-         json_transform(p.class_probabilities, '"MAP(VARCHAR, DOUBLE)"') AS m
-  FROM predictions p JOIN latest l ON l.item_key = p.item_key AND l.item_id = p.item_id
-  WHERE p.feature = $feature AND p.date BETWEEN $start AND $end AND p.model_version = $version
-    AND p.mode = 'shadow' AND p.status NOT IN ('error', 'timeout')
-    AND p.class_probabilities IS NOT NULL
+-- Reads the temporary `gate_rows` (gate_rows.sql). Parameters: $version, $bins.
+WITH items AS (
+  SELECT human_label, json_transform(class_probabilities, '"MAP(VARCHAR, DOUBLE)"') AS m
+  FROM gate_rows
+  WHERE model_version = $version AND labeled AND class_probabilities IS NOT NULL
 ),
 classes AS (SELECT DISTINCT unnest(map_keys(m)) AS class FROM items),
 probs AS (

@@ -8,5 +8,5 @@ SELECT model_version, segment, mode, date AS day,
                  ELSE least(floor($n_log * ln(latency_ms) / ln($max_ms)) + 1, $n_log) END AS INTEGER) AS lat_bin,
        count(*) AS n
 FROM predictions
-WHERE feature = $feature AND date BETWEEN $start AND $end AND list_contains($days, date) AND latency_ms IS NOT NULL
+WHERE feature = $feature AND date BETWEEN $start AND $end AND __DAYS__ AND latency_ms IS NOT NULL
 GROUP BY ALL
