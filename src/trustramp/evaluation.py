@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,10 +98,80 @@ def choose_versions(
 
 # -- the tidy metrics table -----------------------------------------------------------------------
 
+SORT_COLUMNS = ["window", "day", "model_version", "segment", "mode", "customer_id", "metric"]
+"""The table's row order: fixed, so that two runs on the same lake write identical files."""
+_STR_COLUMNS = ("metric", "feature", "model_version", "segment", "customer_id", "mode", "window")
 
-def _rate_rows(
-    g: pd.DataFrame, metric: str, k: str, n: str, *, complement: bool = False, confidence: float
-) -> pd.DataFrame:
+
+class _Rows:
+    """Metric rows collected as column arrays, one block per (grouping, metric); `frame()` builds
+    the table once (thousands of tiny DataFrames and their concat cost more than the math)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[dict[str, np.ndarray]] = []
+
+    def add(
+        self,
+        groups: pd.DataFrame,
+        keys: Sequence[str],
+        metric: str,
+        value: np.ndarray,
+        n: np.ndarray,
+        *,
+        window: str,
+        ci: tuple[np.ndarray, np.ndarray] | None = None,
+        keep: np.ndarray | None = None,
+    ) -> None:
+        """One row per row of `groups` (their `keys` columns) where `keep` is true."""
+        size = len(groups)
+        cols = {k: groups[k].to_numpy(dtype=object) for k in keys}
+        cols["value"] = np.asarray(value, dtype=float).reshape(size)
+        lo, hi = (np.full(size, np.nan), np.full(size, np.nan)) if ci is None else ci
+        cols["ci_low"], cols["ci_high"] = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        cols["n"] = np.asarray(n).astype("int64").reshape(size)
+        if keep is not None:
+            cols = {c: a[keep] for c, a in cols.items()}
+            size = int(np.count_nonzero(keep))
+        cols["metric"] = np.full(size, metric, dtype=object)
+        cols["window"] = np.full(size, window, dtype=object)
+        self.blocks.append(cols)
+
+    def frame(self, feature: str) -> pd.DataFrame:
+        sizes = [len(b["metric"]) for b in self.blocks]
+        out: dict[str, object] = {}
+        for col in METRIC_COLUMNS:
+            if col == "feature":
+                out[col] = np.full(sum(sizes), feature, dtype=object)
+                continue
+            fill = np.nan if col in ("value", "ci_low", "ci_high") else None
+            parts = [
+                b[col] if col in b else np.full(size, fill, dtype=object)
+                for b, size in zip(self.blocks, sizes, strict=True)
+            ]
+            out[col] = np.concatenate(parts) if parts else np.array([], dtype=object)
+        table = pd.DataFrame(out)
+        for col in _STR_COLUMNS:
+            table[col] = table[col].astype("str")
+        for col in ("value", "ci_low", "ci_high"):
+            table[col] = table[col].astype("float64")
+        table["n"] = table["n"].astype("int64")
+        return table
+
+
+def _rate(
+    rows: _Rows,
+    g: pd.DataFrame,
+    keys: Sequence[str],
+    metric: str,
+    k: str,
+    n: str,
+    *,
+    window: str,
+    confidence: float,
+    complement: bool = False,
+    drop_empty: bool = True,
+) -> None:
+    """A rate k / n with its Wilson interval, per group (with n > 0 if `drop_empty`)."""
     kk = g[k].to_numpy(dtype=float)
     nn = g[n].to_numpy(dtype=float)
     if complement:
@@ -108,29 +179,25 @@ def _rate_rows(
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(nn > 0, kk / np.where(nn > 0, nn, 1), np.nan)
     lo, hi = m.wilson_interval(kk.astype(int), nn.astype(int), confidence=confidence)
-    out = g.drop(columns=[c for c in g.columns if c in SUMS]).copy()
-    out["metric"], out["value"], out["ci_low"], out["ci_high"] = metric, value, lo, hi
-    out["n"] = nn.astype("int64")
-    return out
+    ci = (np.atleast_1d(lo), np.atleast_1d(hi))
+    keep = nn.astype("int64") > 0 if drop_empty else None
+    rows.add(g, keys, metric, value, nn, window=window, ci=ci, keep=keep)
 
 
-def _calibration_rows(g: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
+def _calibration(rows: _Rows, g: pd.DataFrame, keys: Sequence[str], *, window: str) -> None:
     """Brier and log loss per group (no interval: these are scores, not rates)."""
-    out = []
     n = g["labeled"].to_numpy(dtype=float)
     safe = np.where(n > 0, n, 1)
     brier = (g["conf_sq_sum"] - 2 * g["conf_hit_sum"] + g["correct"]).to_numpy() / safe
     nll = g["nll_sum"].to_numpy() / safe
+    keep = n.astype("int64") > 0
     for metric, value in (("brier", brier), ("log_loss", nll)):
-        rows = g[keys].copy()
-        rows["metric"], rows["value"] = metric, np.where(n > 0, value, np.nan)
-        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, n.astype("int64")
-        out.append(rows)
-    return out
+        rows.add(g, keys, metric, np.where(n > 0, value, np.nan), n, window=window, keep=keep)
 
 
-def _ece_rows(cells: pd.DataFrame, keys: list[str], min_n: int) -> list[pd.DataFrame]:
+def _ece(rows: _Rows, cells: pd.DataFrame, keys: Sequence[str], min_n: int, *, window: str) -> None:
     """Top-label ECE and MCE per group from the right-closed bins (shown from `min_n` labels)."""
+    keys = list(keys)
     by_bin = (
         cells.groupby([*keys, "ece_bin"], dropna=False, observed=True)[
             ["labeled", "correct", "conf_sum"]
@@ -143,9 +210,9 @@ def _ece_rows(cells: pd.DataFrame, keys: list[str], min_n: int) -> list[pd.DataF
     by_bin["gap"] = by_bin["gap_abs"] / by_bin["labeled"]
     if keys:
         grouped = by_bin.groupby(keys, dropna=False, observed=True)
-        agg = grouped.agg(
-            labeled=("labeled", "sum"), gap_abs=("gap_abs", "sum"), mce=("gap", "max")
-        ).reset_index()
+        agg = grouped[["labeled", "gap_abs"]].sum()
+        agg["mce"] = grouped["gap"].max()
+        agg = agg.reset_index()
     else:
         agg = pd.DataFrame(
             {
@@ -155,13 +222,10 @@ def _ece_rows(cells: pd.DataFrame, keys: list[str], min_n: int) -> list[pd.DataF
             }
         )
     agg = agg[agg["labeled"] >= min_n]
-    out = []
+    n = agg["labeled"].to_numpy()
+    keep = n.astype("int64") > 0
     for metric, value in (("ece", agg["gap_abs"] / agg["labeled"]), ("mce", agg["mce"])):
-        rows = agg[keys].copy()
-        rows["metric"], rows["value"] = metric, value.to_numpy()
-        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, agg["labeled"].astype("int64")
-        out.append(rows)
-    return out
+        rows.add(agg, keys, metric, value.to_numpy(), n, window=window, keep=keep)
 
 
 def _latency_quantiles(lat: pd.DataFrame, qs: Sequence[float]) -> tuple[list[float], int]:
@@ -176,26 +240,40 @@ def _latency_quantiles(lat: pd.DataFrame, qs: Sequence[float]) -> tuple[list[flo
 LATENCY_METRICS = (("latency_p50", 0.50), ("latency_p95", 0.95), ("latency_p99", 0.99))
 
 
-def _latency_rows(lat: pd.DataFrame, keys: list[str]) -> list[pd.DataFrame]:
+def _group_codes(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """(group index of each row, the groups' key values): one code per key column, combined."""
+    if not keys:
+        return np.zeros(len(frame), dtype=np.int64), pd.DataFrame(index=[0])
+    code = np.zeros(len(frame), dtype=np.int64)
+    uniques = []
+    for k in keys:
+        c, u = pd.factorize(frame[k], use_na_sentinel=False)
+        code = code * max(len(u), 1) + c
+        uniques.append(np.asarray(u, dtype=object))
+    present, inverse = np.unique(code, return_inverse=True)
+    values = {}
+    rest = present
+    for k, u in zip(reversed(keys), reversed(uniques), strict=True):
+        rest, c = np.divmod(rest, max(len(u), 1))
+        values[k] = u[c]
+    return inverse.reshape(-1), pd.DataFrame({k: values[k] for k in keys})
+
+
+def _latency(rows: _Rows, lat: pd.DataFrame, keys: Sequence[str], *, window: str) -> None:
     """p50/p95/p99 per group: one dense (groups x bins) histogram, one vectorized quantile call."""
     if lat.empty:
-        return []
-    if keys:
-        codes, uniques = pd.MultiIndex.from_frame(lat[keys]).factorize()
-        groups = pd.MultiIndex.from_tuples(list(uniques), names=keys).to_frame(index=False)
-    else:
-        codes, groups = np.zeros(len(lat), dtype=int), pd.DataFrame(index=[0])
-    counts = np.zeros((len(groups), m.N_LATENCY_BINS))
-    np.add.at(counts, (codes, lat["lat_bin"].to_numpy(int)), lat["n"].to_numpy(float))
+        return
+    codes, groups = _group_codes(lat, keys)
+    size = m.N_LATENCY_BINS
+    counts = np.bincount(
+        codes * size + lat["lat_bin"].to_numpy(np.int64),
+        weights=lat["n"].to_numpy(float),
+        minlength=len(groups) * size,
+    ).reshape(len(groups), size)
     values = np.atleast_2d(m.quantile_from_histogram(counts, [q for _, q in LATENCY_METRICS]))
     total = counts.sum(axis=1).astype("int64")
-    out = []
     for j, (metric, _) in enumerate(LATENCY_METRICS):
-        rows = groups.copy()
-        rows["metric"], rows["value"] = metric, values[:, j]
-        rows["ci_low"], rows["ci_high"], rows["n"] = np.nan, np.nan, total
-        out.append(rows)
-    return out
+        rows.add(groups, keys, metric, values[:, j], total, window=window)
 
 
 GROUPINGS: list[list[str]] = [
@@ -205,6 +283,11 @@ GROUPINGS: list[list[str]] = [
     ["mode"],
     ["model_version", "segment"],
     ["model_version", "segment", "mode"],
+]
+DAY_GROUPINGS: list[list[str]] = [
+    ["day"],
+    ["day", "segment"],
+    ["day", "model_version", "segment", "mode"],
 ]
 
 
@@ -216,135 +299,127 @@ def metrics_table(
     ece_min_n: int = 500,
     psi_min_n: int = 500,
 ) -> pd.DataFrame:
-    """Every metric by window (`window`, `day`, `rolling_24h`) and grouping, in SPEC 2's columns."""
-    frames: list[pd.DataFrame] = []
-    cells = aggs.cells
-    spans = {
-        "window": _between(cells, win.monitor_start, win.as_of),
-        "rolling_24h": _between(cells, win.as_of, win.as_of),
-    }
-    lat_spans = {
-        "window": _between(aggs.latency, win.monitor_start, win.as_of),
-        "rolling_24h": _between(aggs.latency, win.as_of, win.as_of),
-    }
-    for window, span in spans.items():
-        groupings = GROUPINGS if window == "window" else [[], ["segment"]]
+    """Every metric by window (`window`, `day`, `rolling_24h`) and grouping, in SPEC 2's columns.
+
+    Rows are sorted by `SORT_COLUMNS` (nulls, i.e. "all", first). The cost depends on the
+    number of groups (days x versions x segments x modes, customers), not of predictions.
+    """
+    rows = _Rows()
+    cells, lat = aggs.cells, aggs.latency
+    spans = [
+        ("window", win.monitor_start, GROUPINGS),
+        ("rolling_24h", win.as_of, [[], ["segment"]]),
+        ("day", win.first, DAY_GROUPINGS),
+    ]
+    for window, first, groupings in spans:
+        span, lat_span = _between(cells, first, win.as_of), _between(lat, first, win.as_of)
         for keys in groupings:
-            rows = _group_metrics(span, keys, confidence=confidence, ece_min_n=ece_min_n)
-            rows += _latency_rows(lat_spans[window], keys)
-            for r in rows:
-                r["window"] = window
-            frames += rows
-    # Per day: the full grain and the overall.
-    for keys in (["day"], ["day", "segment"], ["day", "model_version", "segment", "mode"]):
-        rows = _group_metrics(
-            _between(cells, win.first, win.as_of), keys, confidence=confidence, ece_min_n=ece_min_n
-        )
-        rows += _latency_rows(_between(aggs.latency, win.first, win.as_of), keys)
-        for r in rows:
-            r["window"] = "day"
-        frames += rows
-    # Per customer (accuracy and coverage over the window).
-    cust = _between(aggs.customers, win.monitor_start, win.as_of)
-    unshown = (
-        cust[~cust["shown"].astype(bool)]
-        .groupby(["customer_id", "segment"])[SUMS]
-        .sum()
-        .reset_index()
+            _group_metrics(
+                rows, span, keys, window=window, confidence=confidence, ece_min_n=ece_min_n
+            )
+            _latency(rows, lat_span, keys, window=window)
+    _customer_rows(rows, aggs, win, confidence=confidence)
+    _kappa_rows(rows, aggs, win)
+    _psi_rows(rows, aggs, win, psi_min_n)
+    table = rows.frame(aggs.feature)
+    return table.sort_values(SORT_COLUMNS, kind="stable", na_position="first").reset_index(
+        drop=True
     )
-    allc = cust.groupby(["customer_id", "segment"])[SUMS].sum().reset_index()
-    if len(allc):
-        a = _rate_rows(unshown, "accuracy", "correct", "labeled", confidence=confidence)
-        c = _rate_rows(allc, "label_coverage", "labeled", "n", confidence=confidence)
-        for r in (a, c):
-            r["window"] = "window"
-        frames += [a, c]
-    frames += _kappa_rows(aggs, win)
-    frames += _psi_rows(aggs, win, psi_min_n)
-    table = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    table["feature"] = aggs.feature
-    for col in METRIC_COLUMNS:
-        if col not in table:
-            table[col] = None
-    table = table[METRIC_COLUMNS]
-    table["n"] = table["n"].astype("int64")
-    return table
+
+
+def _sum_by(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    if keys:
+        return frame.groupby(list(keys), dropna=False, observed=True)[SUMS].sum().reset_index()
+    return frame[SUMS].sum().to_frame().T
 
 
 def _group_metrics(
-    span: pd.DataFrame, keys: list[str], *, confidence: float, ece_min_n: int
-) -> list[pd.DataFrame]:
+    rows: _Rows,
+    span: pd.DataFrame,
+    keys: list[str],
+    *,
+    window: str,
+    confidence: float,
+    ece_min_n: int,
+) -> None:
     if span.empty:
-        return []
-    sums = (
-        span.groupby(keys, dropna=False, observed=True)[SUMS].sum().reset_index()
-        if keys
-        else (span[SUMS].sum().to_frame().T)
-    )
+        return
+    sums = _sum_by(span, keys)
     # Accuracy and calibration: unshown items, except on rows that name a shown mode.
     quality_src = span if "mode" in keys else span[span["mode"] == UNSHOWN]
-    quality = (
-        quality_src.groupby(keys, dropna=False, observed=True)[SUMS].sum().reset_index()
-        if keys
-        else quality_src[SUMS].sum().to_frame().T
-    )
-    out = [
-        _rate_rows(quality, "accuracy", "correct", "labeled", confidence=confidence),
-        _rate_rows(sums, "label_coverage", "labeled", "n", confidence=confidence),
-        _rate_rows(sums, "error_rate", "errors", "n", confidence=confidence),
-        _rate_rows(sums, "availability", "errors", "n", complement=True, confidence=confidence),
-        _rate_rows(sums, "override_rate", "overridden", "shown_labeled", confidence=confidence),
-        _rate_rows(
-            sums, "accepted_wrong_rate", "accepted_wrong", "shown_labeled", confidence=confidence
+    quality = sums if quality_src is span else _sum_by(quality_src, keys)
+    rate = functools.partial(_rate, rows, keys=keys, window=window, confidence=confidence)
+    rate(quality, metric="accuracy", k="correct", n="labeled")
+    rate(sums, metric="label_coverage", k="labeled", n="n")
+    rate(sums, metric="error_rate", k="errors", n="n")
+    rate(sums, metric="availability", k="errors", n="n", complement=True)
+    rate(sums, metric="override_rate", k="overridden", n="shown_labeled")
+    rate(sums, metric="accepted_wrong_rate", k="accepted_wrong", n="shown_labeled")
+    _calibration(rows, quality, keys, window=window)
+    _ece(rows, quality_src, keys, ece_min_n, window=window)
+
+
+def _customer_rows(rows: _Rows, aggs: Aggregates, win: Windows, *, confidence: float) -> None:
+    """Per customer: accuracy (unshown) and label coverage over the monitoring window."""
+    cust = _between(aggs.customers, win.monitor_start, win.as_of)
+    keys = ["customer_id", "segment"]
+    unshown = cust[~cust["shown"].astype(bool)].groupby(keys)[SUMS].sum().reset_index()
+    allc = cust.groupby(keys)[SUMS].sum().reset_index()
+    if len(allc):
+        rate = functools.partial(
+            _rate, rows, keys=keys, window="window", confidence=confidence, drop_empty=False
+        )
+        rate(unshown, metric="accuracy", k="correct", n="labeled")
+        rate(allc, metric="label_coverage", k="labeled", n="n")
+
+
+def _confusion_matrix(g: pd.DataFrame) -> np.ndarray:
+    """Counts by (predicted_label, human_label) over the sorted union of labels (rows with a
+    missing label left out), as `pivot_table` + `reindex` would give, without their cost."""
+    g = g[g["predicted_label"].notna() & g["human_label"].notna()]
+    pred = g["predicted_label"].to_numpy(dtype=object)
+    human = g["human_label"].to_numpy(dtype=object)
+    labels = sorted(set(pred) | set(human))
+    pos = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(
+        matrix,
+        (
+            np.array([pos[x] for x in pred], dtype=np.intp),
+            np.array([pos[x] for x in human], dtype=np.intp),
         ),
-    ]
-    out += _calibration_rows(quality, keys)
-    out += _ece_rows(quality_src, keys, ece_min_n)
-    return [o[o["n"] > 0] if o.columns.isin(["n"]).any() else o for o in out]
+        g["n"].to_numpy(dtype=np.int64),
+    )
+    return matrix
 
 
-def _kappa_rows(aggs: Aggregates, win: Windows) -> list[pd.DataFrame]:
+def _kappa_rows(rows: _Rows, aggs: Aggregates, win: Windows) -> None:
     """Cohen's kappa of model and human labels on unshown items (the whole aggregated span)."""
     conf = aggs.confusion
-    out = []
     unshown = conf[~conf["shown"].astype(bool)]
     for keys in ([], ["segment"], ["model_version"]):
         groups = unshown.groupby(keys) if keys else [((), unshown)]
+        found, values, counts = [], [], []
         for key, g in groups:
             if g["n"].sum() == 0:
                 continue
-            table = g.pivot_table(
-                index="predicted_label",
-                columns="human_label",
-                values="n",
-                aggfunc="sum",
-                fill_value=0,
+            found.append(key if isinstance(key, tuple) else (key,))
+            values.append(m.cohen_kappa_from_confusion(_confusion_matrix(g)))
+            counts.append(int(g["n"].sum()))
+        if found:
+            frame = pd.DataFrame([dict(zip(keys, f, strict=False)) for f in found], columns=keys)
+            rows.add(
+                frame,
+                keys,
+                "kappa",
+                np.array(values, dtype=float),
+                np.array(counts),
+                window="window",
             )
-            labels = sorted(set(table.index) | set(table.columns))
-            table = table.reindex(index=labels, columns=labels, fill_value=0)
-            kappa = m.cohen_kappa_from_confusion(table.to_numpy())
-            base = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
-            out.append(
-                pd.DataFrame(
-                    [
-                        {
-                            **base,
-                            "metric": "kappa",
-                            "value": kappa,
-                            "ci_low": np.nan,
-                            "ci_high": np.nan,
-                            "n": int(g["n"].sum()),
-                            "window": "window",
-                        }
-                    ]
-                )
-            )
-    return out
 
 
-def _psi_rows(aggs: Aggregates, win: Windows, min_n: int) -> list[pd.DataFrame]:
+def _psi_rows(rows: _Rows, aggs: Aggregates, win: Windows, min_n: int) -> None:
     conf = aggs.confidence
-    out = []
     for version, g in conf.groupby("model_version"):
         base = _between(g, win.baseline_start, win.baseline_end).groupby("bin")["n"].sum()
         cur = _between(g, win.as_of - dt.timedelta(days=6), win.as_of).groupby("bin")["n"].sum()
@@ -354,28 +429,20 @@ def _psi_rows(aggs: Aggregates, win: Windows, min_n: int) -> list[pd.DataFrame]:
         if e.sum() == 0 or a.sum() < min_n:
             continue
         r = m.psi_result(e, a, min_n=min_n)
-        levels = (
+        frame = pd.DataFrame({"model_version": [version]})
+        for name, value in (
             ("psi", r.value),
             ("psi_warning_level", r.warning),
             ("psi_critical_level", r.critical),
-        )
-        out.append(
-            pd.DataFrame(
-                [
-                    {
-                        "model_version": version,
-                        "metric": name,
-                        "value": value,
-                        "ci_low": np.nan,
-                        "ci_high": np.nan,
-                        "n": int(a.sum()),
-                        "window": "window",
-                    }
-                    for name, value in levels
-                ]
+        ):
+            rows.add(
+                frame,
+                ["model_version"],
+                name,
+                np.array([value], dtype=float),
+                np.array([a.sum()]),
+                window="window",
             )
-        )
-    return out
 
 
 # -- evidence for the verdict ---------------------------------------------------------------------
@@ -631,7 +698,10 @@ class Thresholds:
                 f"{r.ece_after:.3f} (n = {r.n_holdout:,})"
             )
             lines.append(f"# thresholds on the recalibrated scale: {self.mapped_thresholds()}")
-        return "\n".join(lines) + "\n" + yaml.safe_dump(self.to_patch(), sort_keys=False)
+        # libyaml's emitter when present: the same text as safe_dump, 5x faster (a patch with a
+        # thousand customer overrides took 0.3 s in Python).
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return "\n".join(lines) + "\n" + yaml.dump(self.to_patch(), Dumper=dumper, sort_keys=False)
 
 
 def recommend(

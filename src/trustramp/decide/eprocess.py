@@ -31,7 +31,9 @@ from typing import overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import integrate, optimize, special, stats
+from scipy import optimize, special
+
+from trustramp import _dist
 
 __all__ = [
     "DEFAULT_PRIOR",
@@ -88,6 +90,8 @@ def _log_tail_by_quadrature(x: float, a: float, b: float) -> float:
     span = 1.0 - x if slope >= 0.0 else min(1.0 - x, 60.0 / -slope)
     edge = span if slope >= 0.0 else min(span, 1.0 / -slope)
     points = [edge * f for f in (1.0, 4.0, 16.0) if edge * f < span]
+    from scipy import integrate  # rarely needed: imported on first use
+
     value, _ = integrate.quad(
         lambda u: math.exp(g(x + u) - g0) if x + u < 1.0 else 0.0,
         0.0,
@@ -278,7 +282,7 @@ def clopper_pearson_lower(k: int, n: int, *, alpha: float) -> float:
     _check_counts(np.asarray(float(k)), np.asarray(float(n)))
     if k == 0:
         return 0.0
-    return float(stats.beta.ppf(alpha, k, n - k + 1))
+    return float(_dist.beta_ppf(alpha, k, n - k + 1))
 
 
 def clopper_pearson_upper(k: int, n: int, *, alpha: float) -> float:
@@ -293,4 +297,4 @@ def clopper_pearson_upper(k: int, n: int, *, alpha: float) -> float:
     _check_counts(np.asarray(float(k)), np.asarray(float(n)))
     if k == n:
         return 1.0
-    return float(stats.beta.ppf(1.0 - alpha, k + 1, n - k))
+    return float(_dist.beta_ppf(1.0 - alpha, k + 1, n - k))

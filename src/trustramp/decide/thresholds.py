@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+
+from trustramp import _dist
 
 BANDS: tuple[str, ...] = ("auto", "confirm", "review")
 """The tested bands, highest first; everything below the review band goes to a human."""
@@ -213,6 +214,20 @@ class _Cells:
     total: NDArray[np.int64]
     units: int
 
+    @functools.cached_property
+    def _prefix(self) -> dict[str, list[int]]:
+        return {
+            name: [0, *np.cumsum(getattr(self, name)).tolist()]
+            for name in ("n", "correct", "total")
+        }
+
+    def between(self, name: str, r: tuple[int, int] | None) -> int:
+        """The sum of column ``name`` over the cell range ``r`` (0 for None) of 1-D cells."""
+        if r is None:
+            return 0
+        prefix = self._prefix[name]
+        return prefix[r[1]] - prefix[r[0]]
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             {
@@ -316,10 +331,11 @@ def _collapse_by(grid: pd.DataFrame, by: str, step: float) -> tuple[list[Any], _
 
 def _p_values(n: NDArray[np.int64], k: NDArray[np.int64], target: float) -> NDArray[np.float64]:
     """Exact P(Binom(n, target) >= k); 1 where n = 0 (no evidence)."""
-    p = stats.binom.sf(k - 1, n, target)
+    p = _dist.binom_at_least(k, n, target)
     return np.where(n > 0, p, 1.0)
 
 
+@functools.lru_cache(maxsize=256)
 def min_labels_to_certify(target: float, delta: float) -> int | None:
     """The fewest labeled items with which the binomial test can reject at all.
 
@@ -414,7 +430,8 @@ class Certified:
         One row per candidate threshold below ``upper``, descending: ``threshold, n, correct,
         accuracy, total, p_value, status`` with status ``skipped`` (too few items to test),
         ``rejected`` (certified), ``failed`` (the first failure; the walk stops) or
-        ``untested``.
+        ``untested``. Built on first access: per-customer recommendations certify thousands
+        of bands whose curves nobody reads.
     """
 
     threshold: float | None
@@ -427,26 +444,97 @@ class Certified:
     start: float | None
     min_n: int | None
     reason: str
-    curve: pd.DataFrame = field(repr=False)
+    _walk: _Walk = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def curve(self) -> pd.DataFrame:
+        return self._walk.curve()
 
     def holds_at(self, threshold: float) -> bool:
         """True if ``threshold`` is one of the rejected (certified) grid thresholds."""
-        rejected = self.curve.loc[self.curve["status"] == "rejected", "threshold"].to_numpy()
-        return bool(np.any(np.abs(rejected - threshold) < 0.5 / RESOLUTION))
+        w = self._walk
+        if w.i_start is None or w.i_cert is None or not math.isfinite(threshold):
+            return False
+        # Rejected thresholds are the edges i_cert..i_start; only the nearest edge can be
+        # within half a unit of `threshold`.
+        i = math.floor(threshold * RESOLUTION / w.units + 0.5)
+        return w.i_cert <= i <= w.i_start and abs(_edge(i, w.units) - threshold) < 0.5 / RESOLUTION
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """The arrays of one Learn-then-Test walk (cells below ``upper``, ascending)."""
+
+    units: int
+    upper: int
+    """The cell index the walk ran below (the cells' size when the band has no upper edge)."""
+    n_in: NDArray[np.int64]
+    k_in: NDArray[np.int64]
+    tot_in: NDArray[np.int64]
+    target: float
+    i_start: int | None
+    i_cert: int | None
+    i_fail: int | None
+
+    def status(self) -> NDArray[np.object_]:
+        status = np.full(self.n_in.size, "skipped", dtype=object)
+        if self.i_start is not None:
+            status[: self.i_start + 1] = "untested"
+            low = self.i_cert if self.i_cert is not None else self.i_start + 1
+            status[low : self.i_start + 1] = "rejected"
+            if self.i_fail is not None:
+                status[self.i_fail] = "failed"
+        return status
+
+    def curve(self) -> pd.DataFrame:
+        n_in, k_in = self.n_in, self.k_in
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(n_in > 0, k_in / np.maximum(n_in, 1), np.nan)
+        curve = pd.DataFrame(
+            {
+                "threshold": _edges(n_in.size, self.units),
+                N: n_in,
+                CORRECT: k_in,
+                "accuracy": acc,
+                TOTAL: self.tot_in,
+                "p_value": _p_values(n_in, k_in, self.target),
+                "status": self.status().astype(str),
+            }
+        )
+        return curve.iloc[::-1].reset_index(drop=True)
+
+
+_WALK_CHUNK = 32
+"""p-values are computed this many cells at a time, down from the start, until a failure."""
 
 
 def _walk(
-    n_in: NDArray[np.int64], p: NDArray[np.float64], need: int, delta: float
+    n_in: NDArray[np.int64],
+    k_in: NDArray[np.int64],
+    p: NDArray[np.float64],
+    *,
+    target: float,
+    need: int,
+    delta: float,
 ) -> tuple[int | None, int | None, int | None]:
-    """Fixed-sequence walk over descending cells: (start, last rejected, first failed)."""
+    """Fixed-sequence walk over descending cells: (start, last rejected, first failed).
+
+    Fills ``p`` where the walk needed a p-value (from the start down to the first failure);
+    the cells below the failure are never tested, so their p-values wait for `Certified.curve`.
+    """
     testable = np.flatnonzero(n_in >= need)
     if testable.size == 0:
         return None, None, None
     i_start = int(testable[-1])
-    fails = np.flatnonzero(p[: i_start + 1][::-1] > delta)
-    n_rejected = int(fails[0]) if fails.size else i_start + 1
-    i_cert = i_start + 1 - n_rejected if n_rejected else None
-    i_fail = i_start - n_rejected if fails.size else None
+    hi, i_fail = i_start + 1, None
+    while hi > 0 and i_fail is None:
+        lo = max(0, hi - _WALK_CHUNK)
+        p[lo:hi] = _p_values(n_in[lo:hi], k_in[lo:hi], target)
+        fails = np.flatnonzero(p[lo:hi] > delta)
+        if fails.size:
+            i_fail = lo + int(fails[-1])
+        hi = lo
+    i_cert = 0 if i_fail is None else (i_fail + 1 if i_fail < i_start else None)
     return i_start, i_cert, i_fail
 
 
@@ -465,9 +553,8 @@ def _certify_cells(
     n_in = np.cumsum(cells.n[:size][::-1])[::-1]
     k_in = np.cumsum(cells.correct[:size][::-1])[::-1]
     tot_in = np.cumsum(cells.total[:size][::-1])[::-1]
-    p = _p_values(n_in, k_in, target)
+    p = np.full(size, np.nan)  # filled by the walk where it looked (see _Walk.curve)
     min_n = min_labels_to_certify(target, delta)
-    status = np.full(size, "skipped", dtype=object)
     i_start = i_cert = i_fail = None
     if min_n is None:
         reason = f"a {_pct(target)} target cannot be certified from a finite sample"
@@ -475,19 +562,15 @@ def _certify_cells(
         reason = "no room below the band above"
     else:
         need = max(min_n, min_labels_to_start(target, delta) if min_start is None else min_start)
-        i_start, i_cert, i_fail = _walk(n_in, p, need, delta)
+        i_start, i_cert, i_fail = _walk(n_in, k_in, p, target=target, need=need, delta=delta)
         if i_start is None:
             reason = (
                 f"needs ≥ {need:,} labeled items to test a {_pct(target)} target at "
                 f"δ = {delta:.3g}; has {int(n_in[0]):,}"
             )
         else:
-            status[: i_start + 1] = "untested"
-            low = i_cert if i_cert is not None else i_start + 1
-            status[low : i_start + 1] = "rejected"
             fail_text = ""
             if i_fail is not None:
-                status[i_fail] = "failed"
                 fail_text = (
                     f"{_edge(i_fail, units):{fmt}} fails: {int(k_in[i_fail]):,} of "
                     f"{int(n_in[i_fail]):,} correct (p = {p[i_fail]:.3g} > δ = {delta:.3g})"
@@ -500,19 +583,6 @@ def _certify_cells(
                     f"{_edge(i_cert, units):{fmt}}; "
                     + (fail_text or "every lower threshold holds too")
                 )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(n_in > 0, k_in / np.maximum(n_in, 1), np.nan)
-    curve = pd.DataFrame(
-        {
-            "threshold": _edges(size, units),
-            N: n_in,
-            CORRECT: k_in,
-            "accuracy": acc,
-            TOTAL: tot_in,
-            "p_value": p,
-            "status": status.astype(str),
-        }
-    )
     return Certified(
         threshold=None if i_cert is None else _edge(i_cert, units),
         target=float(target),
@@ -524,7 +594,7 @@ def _certify_cells(
         start=None if i_start is None else _edge(i_start, units),
         min_n=min_n,
         reason=reason,
-        curve=curve.iloc[::-1].reset_index(drop=True),
+        _walk=_Walk(units, size, n_in, k_in, tot_in, target, i_start, i_cert, i_fail),
     )
 
 
@@ -596,8 +666,10 @@ def _wilson(
     k: NDArray[np.int64] | int, n: NDArray[np.int64] | int, level: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Wilson score interval (two-sided, ``level``); NaN where n = 0."""
+    z = _z(level)
+    if np.ndim(k) == 0 and np.ndim(n) == 0:  # one band: the same arithmetic on floats
+        return _wilson_one(float(k), float(n), float(z))
     k_arr, n_arr = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    z = stats.norm.ppf(0.5 + level / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k_arr / n_arr
         denom = 1 + z * z / n_arr
@@ -606,6 +678,23 @@ def _wilson(
     lo = np.where(n_arr > 0, np.clip(center - half, 0, 1), np.nan)
     hi = np.where(n_arr > 0, np.clip(center + half, 0, 1), np.nan)
     return lo, hi
+
+
+def _wilson_one(k: float, n: float, z: float) -> tuple[float, float]:
+    """`_wilson` of one count, in plain floats (numpy's overhead dwarfs the arithmetic)."""
+    if not n > 0:
+        return math.nan, math.nan
+    p = k / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return min(max(center - half, 0.0), 1.0), min(max(center + half, 0.0), 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _z(level: float) -> np.float64:
+    """The two-sided normal quantile of ``level`` (cached: every band of every group asks)."""
+    return _dist.norm_ppf(0.5 + level / 2)
 
 
 def _ranges(idx: Mapping[str, int | None], size: int) -> dict[str, tuple[int, int] | None]:
@@ -765,7 +854,8 @@ class ThresholdRecommendation:
     min_labels : int
         Labeled items needed before any band is certified.
     cells : pandas.DataFrame
-        The collapsed grid (``lo, n, correct, total``) the numbers come from.
+        The collapsed grid (``lo, n, correct, total``) the numbers come from (built on first
+        access: per-customer recommendations hold thousands of them).
     """
 
     bands: tuple[BandRecommendation, ...]
@@ -783,7 +873,11 @@ class ThresholdRecommendation:
     population: str
     confidence_level: float
     min_labels: int
-    cells: pd.DataFrame = field(repr=False)
+    _cells: _Cells = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def cells(self) -> pd.DataFrame:
+        return self._cells.frame()
 
     def band(self, name: str) -> BandRecommendation:
         """The recommendation for one band (``auto``, ``confirm``, ``review``, ``human``)."""
@@ -867,12 +961,15 @@ def _plan(
     closed: Mapping[str, str] | None = None,
     floors: Mapping[str, float | None] | None = None,
     floor_why: str = "",
+    reuse: Mapping[str, Certified | None] | None = None,
 ) -> _Plan:
     """Certify the bands top-down, each below the threshold chosen for the band above.
 
     ``closed`` bands (band → reason) are not offered and not tested; δ is split over the
     tested ones. A ``floors`` entry raises a certified threshold to at least the floor (the
-    band above's threshold at most: a higher floor empties the band and is noted).
+    band above's threshold at most: a higher floor empties the band and is noted). A
+    ``reuse`` entry (band → a certification of the same ``cells``) stands in for the walk when
+    it ran with the same target, δ and upper edge: the walk would give the same result.
     """
     units, size = cells.units, cells.n.size
     fmt = f".{_decimals(units)}f"
@@ -889,9 +986,14 @@ def _plan(
     notes: list[str] = []
     upper = size
     for band in tested:
-        cert = _certify_cells(
-            cells, target=float(targets[band]), delta=delta / len(tested), upper=upper
-        )
+        target, sub_delta = float(targets[band]), delta / len(tested)
+        cert = (reuse or {}).get(band)
+        if cert is None or (cert.target, cert.delta, cert._walk.upper) != (
+            target,
+            sub_delta,
+            upper,
+        ):
+            cert = _certify_cells(cells, target=target, delta=sub_delta, upper=upper)
         certs[band], reasons[band] = cert, cert.reason
         t, floor = cert.threshold, floors.get(band)
         if t is not None and floor is not None and t < floor - 0.5 / RESOLUTION:
@@ -940,7 +1042,7 @@ def _assemble(
     bands = []
     for band in ALL_BANDS:
         r = rng[band]
-        n, k, items = int(_sum(cells.n, r)), int(_sum(cells.correct, r)), int(_sum(cells.total, r))
+        n, k, items = (cells.between(c, r) for c in ("n", "correct", "total"))
         lo, hi = _wilson(k, n, level)
         cert = plan.certs.get(band)
         t = 0.0 if band == HUMAN else plan.thresholds[band]
@@ -967,8 +1069,8 @@ def _assemble(
             cur_items, cur_share, cur_acc = math.nan, math.nan, math.nan
         else:
             cr = cur_rng[band]
-            cur_items = float(_sum(cells.total, cr))
-            cn, ck = int(_sum(cells.n, cr)), int(_sum(cells.correct, cr))
+            cur_items = float(cells.between("total", cr))
+            cn, ck = cells.between("n", cr), cells.between("correct", cr)
             cur_share = cur_items / n_total if n_total else math.nan
             cur_acc = ck / cn if cn else math.nan
         bands.append(
@@ -1022,7 +1124,7 @@ def _assemble(
         population=population,
         confidence_level=level,
         min_labels=int(min_labels),
-        cells=cells.frame(),
+        _cells=cells,
     )
 
 
@@ -1315,7 +1417,9 @@ def apply_progression(
                 )
             use_floors.update(floors)
         why = "weeks 3–4 of the phase: moderate, "
-    cells = _collapse(rec.cells, rec.step)
+    # rec's own cells: a band walked with the same target, δ and upper edge as in rec is not
+    # walked again.
+    cells = rec._cells
     plan = _plan(
         cells,
         {b: rec.band(b).target for b in BANDS},
@@ -1324,6 +1428,7 @@ def apply_progression(
         closed=closed,
         floors=use_floors,
         floor_why=why,
+        reuse={b: rec.band(b).certified for b in BANDS},
     )
     if closed and int(cells.n.sum()) >= rec.min_labels:
         plan = dataclasses.replace(plan, notes=(*plan.notes, closed["auto"]))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from trustramp import _dist
 from trustramp.metrics import _checks as chk
 from trustramp.metrics._checks import FloatArray
 from trustramp.metrics.intervals import Proportion, newcombe_interval, proportion, wilson_interval
@@ -195,12 +195,17 @@ def _expected(table: FloatArray) -> FloatArray:
     return np.outer(table.sum(axis=1), table.sum(axis=0)) / total if total else table * 0
 
 
+def _fisher_p(table: np.ndarray) -> float:
+    # Only small tables get here; importing scipy.stats (~1 s) is left to them.
+    from scipy import stats
+
+    return float(stats.fisher_exact(table).pvalue)
+
+
 def _two_by_two(table: FloatArray) -> tuple[float, str]:
     if (_expected(table) >= MIN_EXPECTED).all():
-        res = stats.chi2_contingency(table, correction=False)
-        return float(res.pvalue), "chi2"
-    res = stats.fisher_exact(np.round(table).astype(np.int64))
-    return float(res.pvalue), "fisher"
+        return _dist.chi2_contingency(table)[1], "chi2"
+    return _fisher_p(np.round(table).astype(np.int64)), "fisher"
 
 
 def segment_tests(k: ArrayLike, n: ArrayLike) -> SegmentTests:
@@ -243,16 +248,14 @@ def segment_tests(k: ArrayLike, n: ArrayLike) -> SegmentTests:
         seg_p[i], methods[i] = _two_by_two(table)
     full = np.column_stack([kk, nn - kk])
     if (_expected(full) >= MIN_EXPECTED).all():
-        res = stats.chi2_contingency(full, correction=False)
-        return SegmentTests("chi2", float(res.statistic), float(res.pvalue), seg_p, tuple(methods))
+        statistic, p_value = _dist.chi2_contingency(full)
+        return SegmentTests("chi2", statistic, p_value, seg_p, tuple(methods))
     fisher_p = np.array(
         [
-            float(
-                stats.fisher_exact(
-                    np.round(
-                        [[kk[i], nn[i] - kk[i]], [big_k - kk[i], big_n - nn[i] - (big_k - kk[i])]]
-                    ).astype(np.int64)
-                ).pvalue
+            _fisher_p(
+                np.round(
+                    [[kk[i], nn[i] - kk[i]], [big_k - kk[i], big_n - nn[i] - (big_k - kk[i])]]
+                ).astype(np.int64)
             )
             for i in range(kk.size)
         ]

@@ -14,8 +14,8 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from trustramp import _dist
 from trustramp.metrics import _checks as chk
 
 __all__ = [
@@ -77,10 +77,10 @@ def mcnemar_test(b: int, c: int) -> McNemarResult:
     b, c = _count(b, "b"), _count(c, "c")
     m = b + c
     if m < EXACT_BELOW:
-        p = min(1.0, 2.0 * float(stats.binom.cdf(min(b, c), m, 0.5)))
+        p = min(1.0, 2.0 * float(_dist.binom_cdf(min(b, c), m, 0.5)))
         return McNemarResult(float(min(b, c)), p, "exact")
     statistic = max(abs(b - c) - 1, 0) ** 2 / m
-    return McNemarResult(float(statistic), float(stats.chi2.sf(statistic, 1)), "chi2")
+    return McNemarResult(float(statistic), float(_dist.chi2_sf(statistic, 1)), "chi2")
 
 
 class ComparisonVerdict(StrEnum):

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from trustramp import _dist
 from trustramp.metrics import _checks as chk
 from trustramp.metrics._checks import FloatArray
 
@@ -148,8 +148,8 @@ def psi_levels(
     qw = chk.level(warning_quantile, "warning_quantile")
     qc = chk.level(critical_quantile, "critical_quantile")
     scale = 1.0 / ne + 1.0 / na
-    warning = np.maximum(warning_floor, scale * stats.chi2.ppf(qw, b - 1))
-    critical = np.maximum(critical_floor, scale * stats.chi2.ppf(qc, b - 1))
+    warning = np.maximum(warning_floor, scale * _dist.chi2_ppf(qw, b - 1))
+    critical = np.maximum(critical_floor, scale * _dist.chi2_ppf(qc, b - 1))
     return chk.out(warning, scalar), chk.out(critical, scalar)
 
 

@@ -18,8 +18,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from trustramp import _dist
 from trustramp.metrics import _checks as chk
 from trustramp.metrics._checks import FloatArray
 
@@ -40,7 +40,7 @@ _BOOTSTRAP_CHUNK = 2_000_000
 
 def _z(confidence: float) -> float:
     """The two-sided normal critical value for `confidence`."""
-    return float(stats.norm.isf((1.0 - confidence) / 2.0))
+    return float(_dist.norm_isf((1.0 - confidence) / 2.0))
 
 
 def _wilson(k: FloatArray, n: FloatArray, z: float) -> tuple[FloatArray, FloatArray]:
@@ -88,13 +88,13 @@ def wilson_interval(k: ArrayLike, n: ArrayLike, *, confidence: float = 0.95) -> 
 
 def _cp_lower(k: FloatArray, n: FloatArray, alpha: float) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        low = stats.beta.ppf(alpha, np.where(k > 0, k, 1.0), n - k + 1.0)
+        low = _dist.beta_ppf(alpha, np.where(k > 0, k, 1.0), n - k + 1.0)
     return chk.nan_if(n == 0, np.where(k == 0, 0.0, low))
 
 
 def _cp_upper(k: FloatArray, n: FloatArray, alpha: float) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        high = stats.beta.isf(alpha, k + 1.0, np.where(k < n, n - k, 1.0))
+        high = _dist.beta_isf(alpha, k + 1.0, np.where(k < n, n - k, 1.0))
     return chk.nan_if(n == 0, np.where(k == n, 1.0, high))
 
 
