@@ -320,7 +320,9 @@ def test_nightly_and_on_demand_evaluate_at_once(tmp_path: Path) -> None:
     assert canon(on_demand["verdict"]) in {canon(before.verdict.to_dict()), after}
     final_id, final_doc = verdict_of(run)
     assert final_id in {nightly["run_id"], on_demand["run_id"]}
-    assert final_doc in {before_written, verdict_of(fresh.run_dir)[1]}
+    # Whichever finished last, the folder holds a run on the newest data (a stale on-demand run
+    # that finished after the nightly went to `superseded/`).
+    assert final_doc == verdict_of(fresh.run_dir)[1] != before_written
     con = reader(Home.at(home))
     try:
         history = {r[0] for r in con.sql("SELECT run_id FROM runs").fetchall()}
@@ -328,3 +330,48 @@ def test_nightly_and_on_demand_evaluate_at_once(tmp_path: Path) -> None:
         con.close()
     assert {nightly["run_id"], on_demand["run_id"]} <= history
     assert seen_runs <= history
+
+
+@pytest.mark.slow
+def test_a_run_on_an_older_lake_never_replaces_a_published_run_on_a_newer_one(
+    tmp_path: Path,
+) -> None:
+    """The on-demand run that read the lake before the nightly ingest and publishes after the
+    nightly evaluation: made deterministic with a copy of the lake taken before the ingest."""
+    from trustramp.config import parse_config
+    from trustramp.demo import demo_config, generate
+    from trustramp.ingest import ingest_paths
+    from trustramp.pipeline import evaluate
+
+    m = generate(tmp_path / "in", n_predictions=600, days=5, seed=4, n_customers=5, n_feedback=5)
+    raw = demo_config(m)
+    raw["statistics"] = {**raw.get("statistics", {}), "bootstrap_reps": 100}
+    cfg = parse_config(raw)
+    last_day = [sorted(m.files[k])[-1] for k in ("predictions", "decisions")]
+    earlier = [p for fs in m.files.values() for p in fs if p not in last_day]
+    home, old_home, reports = tmp_path / "home", tmp_path / "old-home", tmp_path / "reports"
+    assert not ingest_paths(earlier, home, segments=cfg.segments, validate_with_gx=False).failed
+    shutil.copytree(home, old_home)  # what the on-demand run read
+    assert not ingest_paths(last_day, home, segments=cfg.segments, validate_with_gx=False).failed
+
+    nightly = evaluate(home=home, reports=reports, as_of=m.end, config=cfg)
+    stale = evaluate(home=old_home, reports=reports, as_of=m.end, config=cfg)
+
+    published = json.loads((nightly.run_dir / "verdict.json").read_text())
+    stale_doc = json.loads((stale.run_dir / "verdict.json").read_text())
+    assert published["lake_commits"] > stale_doc["lake_commits"]
+    assert stale.run_dir == reports / cfg.feature / "superseded" / f"{m.end}-{stale_doc['run_id']}"
+    assert nightly.run_dir == reports / cfg.feature / m.end.isoformat()
+    assert verdict_of(nightly.run_dir)[0] != stale_doc["run_id"]  # the nightly's folder stands
+    # Nothing lost: the stale run's outputs are whole, and both runs are in their history.
+    assert {"verdict.json", "metrics.parquet", "thresholds.yaml", "readiness.html"} <= {
+        p.name for p in stale.run_dir.iterdir()
+    }
+    # A run on the same lake state as the published one replaces it (last publish wins).
+    again = evaluate(home=home, reports=reports, as_of=m.end, config=cfg)
+    assert again.run_dir == nightly.run_dir
+    assert (
+        verdict_of(nightly.run_dir)[0]
+        == json.loads((again.run_dir / "verdict.json").read_text())["run_id"]
+    )
+    assert verdict_of(nightly.run_dir)[0] != published["run_id"]

@@ -266,6 +266,49 @@ def test_yaml_with_custom_tags_is_refused_and_runs_nothing(tmp_path: Path, text:
     assert not marker.exists()
 
 
+def _alias_bomb(levels: int) -> str:
+    """The "billion laughs" of YAML: each level lists the previous one ten times."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    lines.append(f"segments: *a{levels}")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """10^7 strings behind 600 bytes: refused at the first alias, with a short message."""
+    cfg = tmp_path / "rollout.yaml"
+    cfg.write_text(_alias_bomb(6))
+    with pytest.raises(ConfigError, match=r"rollout\.yaml: not valid YAML: .*aliases") as err:
+        load_config(cfg)
+    assert len(str(err.value)) < 1000
+
+
+def test_a_single_anchor_and_alias_is_refused_too(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollout.yaml"
+    cfg.write_text("feature: &f triage\nsegments: [*f]\n")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(cfg)
+
+
+def test_oversized_config_is_refused_unread(tmp_path: Path) -> None:
+    from trustramp.config import MAX_CONFIG_BYTES
+
+    cfg = tmp_path / "rollout.yaml"
+    cfg.write_text("feature: triage\n" + "#" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"at most 1,000,000"):
+        load_config(cfg)
+
+
+def test_config_errors_echo_a_bounded_piece_of_a_huge_value(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollout.yaml"
+    cfg.write_text("routing:\n  auto: '" + "9" * 500_000 + "x'\n")
+    with pytest.raises(ConfigError, match=r"routing\.auto") as err:
+        load_config(cfg)
+    message = str(err.value)
+    assert len(message) < 1000 and "500,003 characters" in message
+
+
 def test_markup_in_data_and_config_is_escaped_in_the_report(tmp_path: Path) -> None:
     """End to end: hostile segment and model-version names from the input files to the HTML."""
     from trustramp.demo import demo_config, generate

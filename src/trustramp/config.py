@@ -261,6 +261,42 @@ class RolloutConfig(_Model):
         return sorted(self.segments, key=key)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+"""A rollout config is a page of YAML; anything larger is refused before parsing."""
+
+_ECHO_CHARS = 120
+"""Errors echo at most this much of an offending value."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe loading that also refuses anchors and aliases (`&a` / `*a`).
+
+    A config has no use for them, and nested aliases expand exponentially (a "billion laughs"
+    document of a few hundred bytes would hang the loader and fill memory)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not allowed in a trustramp config",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _safe_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
+def _echo(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= _ECHO_CHARS:
+        return text
+    return f"{text[:_ECHO_CHARS]}... ({len(text):,} characters)"
+
+
 def default_config_text() -> str:
     return resources.files("trustramp").joinpath("defaults/rollout.yaml").read_text("utf-8")
 
@@ -302,7 +338,7 @@ def parse_config(data: Any, *, source: str = "config") -> RolloutConfig:
             if err["type"] == "extra_forbidden":
                 lines.append(f"{key}: unknown key")
             else:
-                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+                lines.append(f"{key}: {err['msg']} (got {_echo(err.get('input'))})")
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
 
 
@@ -312,11 +348,18 @@ def load_config(path: str | Path | None = None) -> RolloutConfig:
         return parse_config({}, source="defaults")
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{p}: config is {size:,} bytes; a rollout config is at most {MAX_CONFIG_BYTES:,}"
+            )
         text = p.read_text("utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: config is not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_config(data, source=str(p))

@@ -176,11 +176,14 @@ def _load_aggregates(
         )
     win = windows_for(cfg, as_of)
     bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
-    with writer_lock(home.root, wait_seconds=wait_seconds):  # the day cache is written
+    # The day cache is written, then read, under the lock: another writer (an ingest, another
+    # evaluation) cannot change a day between the two, so every day comes from the lake state
+    # that `con`'s views show (refresh moved them to it).
+    with writer_lock(home.root, wait_seconds=wait_seconds):
         refreshed = daycache.refresh(
             con, home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
         )
-    aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
+        aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
     return win, aggs, refreshed
 
 
@@ -314,6 +317,9 @@ def evaluate(
         win, aggs, refreshed = _load_aggregates(
             con, h, cfg, as_of, wait_seconds=wait_seconds, full_recompute=full_recompute
         )
+        # How fresh the snapshot this run reads is (the day-cache refresh moved the views to the
+        # commits current under the lock): a stale run never replaces a fresher one's folder.
+        (lake_commits,) = con.sql("SELECT count(DISTINCT source) FROM ingest_log").fetchall()[0]
         pop = gate_population(aggs, win, cfg)
         paired = (
             agg.paired_table(
@@ -410,6 +416,7 @@ def evaluate(
         doc = verdict.to_dict()
         doc["data"]["quarantined_by_reason"] = quarantine
         doc["run_id"] = run_id
+        doc["lake_commits"] = lake_commits
         doc["slice_audit"] = slice_audits(
             {c: f for c, f in slices.items() if c in cfg.statistics.slices}, cfg
         )
@@ -442,7 +449,18 @@ def evaluate(
         write_report(inputs, tmp / "readiness.html")
 
     with writer_lock(h.root, wait_seconds=wait_seconds):
-        out = publish_run(Path(reports), cfg.feature, as_of, write)
+        out = publish_run(
+            Path(reports), cfg.feature, as_of, write, lake_commits=lake_commits, run_id=run_id
+        )
+        if out != run_dir(Path(reports), cfg.feature, as_of):
+            log.warning(
+                "a run on newer data (more than %d ingest commits) is already published for %s "
+                "as of %s; this run's outputs went to %s",
+                lake_commits,
+                cfg.feature,
+                as_of,
+                out,
+            )
         v = verdict.to_dict()
         record_run(
             h,

@@ -3,6 +3,10 @@
 Readers of `reports/<feature>/<as-of>/` see either the previous run's complete folder or this
 run's complete folder, never a mix; the run history (`HOME/state/runs/*.parquet`, the catalog's
 `runs` view) gets its record after the folder is in place.
+
+A run that read an older lake than the run already published for the same feature and day (an
+on-demand evaluation that started before a nightly ingest and finished after the nightly run)
+does not replace it: its outputs go to `<feature>/superseded/<as-of>-<run id>/` instead.
 """
 
 from __future__ import annotations
@@ -36,9 +40,38 @@ def run_dir(reports: Path, feature: str, as_of: dt.date) -> Path:
     return reports / feature / as_of.isoformat()
 
 
-def publish_run(reports: Path, feature: str, as_of: dt.date, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_dir)`, then make tmp_dir the run folder in one step (hold the writer lock)."""
+def published_lake_commits(folder: Path) -> int | None:
+    """How many ingest commits the run published in `folder` had seen (None: unknown, no run)."""
+    try:
+        seen = json.loads((folder / "verdict.json").read_text("utf-8")).get("lake_commits")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seen if isinstance(seen, int) else None
+
+
+def superseded_dir(reports: Path, feature: str, as_of: dt.date, run_id: str) -> Path:
+    return run_dir(reports, feature, as_of).parent / "superseded" / f"{as_of.isoformat()}-{run_id}"
+
+
+def publish_run(
+    reports: Path,
+    feature: str,
+    as_of: dt.date,
+    write: Callable[[Path], None],
+    *,
+    lake_commits: int | None = None,
+    run_id: str | None = None,
+) -> Path:
+    """Call `write(tmp_dir)`, then make tmp_dir the run folder in one step (hold the writer lock).
+
+    With `lake_commits` (the number of ingest commits the run's data snapshot held) and
+    `run_id`: when the folder already holds a run that saw more commits, this run is published
+    to `superseded_dir` instead, and that path is returned.
+    """
     final = run_dir(reports, feature, as_of)
+    seen = published_lake_commits(final)
+    if lake_commits is not None and run_id and seen is not None and seen > lake_commits:
+        final = superseded_dir(reports, feature, as_of, run_id)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_siblings(final)  # a killed run's temporaries
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
