@@ -237,8 +237,11 @@ def _fmt(x: float | None, default: str) -> str:
     return f"{x:g}"
 
 
-def validation_sql(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
-    """The checking query for one batch shape (reads `batch` and the temp table `_segments`).
+def validation_sql(
+    schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str, source: str = "batch"
+) -> str:
+    """The checking query for one batch shape (reads `source`, by default the registered `batch`,
+    and the temp table `_segments`).
 
     Three steps, so that good rows pay only for what they keep: `cols` types the values (source
     columns are carried on under generated names `_c<i>`, which no header can collide with),
@@ -293,7 +296,7 @@ def validation_sql(schema: Schema, source_types: Mapping[str, pa.DataType], fmt:
     item = "v_item_id" if "item_id" in schema.names else "NULL"
     outputs = ", ".join(f"{v} AS {quote_ident(n)}" for n, v in typed.items())
     return f"""
-WITH src AS (SELECT *{json_ok} FROM batch),
+WITH src AS (SELECT *{json_ok} FROM {source}),
 cols AS (SELECT {", ".join(inner)} FROM src),
 judged AS (SELECT *, {reason} AS _reason FROM cols)
 SELECT {"".join(k + ", " for k in keep)}{ROW}, {LINE}, {outputs}, {EXTRA}, _reason,

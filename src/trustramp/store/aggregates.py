@@ -65,14 +65,25 @@ def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
     return {"feature": feature, "start": start, "end": end}
 
 
+def _all_days(start: dt.date, end: dt.date) -> set[dt.date]:
+    return {start + dt.timedelta(days=i) for i in range((end - start).days + 1)}
+
+
 def _days_filter(start: dt.date, end: dt.date, days: list[dt.date] | None) -> str:
     """SQL condition on `date` for the wanted days: none when they are all of [start, end] (a
     list filter would read every partition of the range; the range alone prunes files)."""
-    if days is None or set(days) >= {
-        start + dt.timedelta(days=i) for i in range((end - start).days + 1)
-    }:
+    if days is None or set(days) >= _all_days(start, end):
         return "TRUE"
     return "list_contains($days, date)"
+
+
+def _items_predicted(where: str) -> str:
+    """A condition on decisions' item_key: the items of the feature's predictions of
+    [$start, $end] that also meet `where` (the restriction latest_decisions.sql takes)."""
+    return (
+        "item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
+        f"AND date BETWEEN $start AND $end AND {where})"
+    )
 
 
 def _with_latest(query: str, *, items: str = "TRUE", days: str = "TRUE") -> str:
@@ -146,9 +157,7 @@ def compute_aggregates(
     lat_sql = _with_latest(sql("latency"), days=day_filter)
     conf_sql = _with_latest(sql("confidence_hist"), days=day_filter)
     wanted = sorted(
-        {start + dt.timedelta(days=i) for i in range((end - start).days + 1)}
-        if days is None
-        else {d for d in days if start <= d <= end}
+        _all_days(start, end) if days is None else {d for d in days if start <= d <= end}
     )
     day_rows = _day_rows(con, feature)
     with translated(f"aggregating {feature} {start}..{end}"):
@@ -195,12 +204,7 @@ def _grouping_sets(
     # lake (a chunk, an incremental run's few days); otherwise nearly every decision is needed,
     # and the restriction would cost more than it saves.
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
-    items = (
-        "item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
-        "AND date BETWEEN $start AND $end AND __DAYS__)"
-        if 2 * n_days < lake_days
-        else "TRUE"
-    )
+    items = _items_predicted("__DAYS__") if 2 * n_days < lake_days else "TRUE"
     query = _with_latest(sql("cells"), items=items, days=day_filter)
     return con.execute(query, _bound(query, p)).df()
 
@@ -215,11 +219,7 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-GATE_ITEMS = (
-    "item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
-    "AND date BETWEEN $start AND $end AND list_contains($versions, model_version) "
-    "AND mode = 'shadow')"
-)
+GATE_ITEMS = _items_predicted("list_contains($versions, model_version) AND mode = 'shadow'")
 
 
 def prepare_gate_rows(
@@ -370,8 +370,7 @@ def slice_counts(
 
     query = _with_latest(
         sql("slice_counts"),
-        items="item_key IN (SELECT item_key FROM predictions WHERE feature = $feature "
-        "AND date BETWEEN $start AND $end AND model_version = $version AND mode = 'shadow')",
+        items=_items_predicted("model_version = $version AND mode = 'shadow'"),
     )
     if column in PREDICTIONS.names:  # a contract column: its identifier is known, not user text
         query = query.replace(

@@ -69,9 +69,6 @@ class Home:
     def kind_dir(self, kind: Kind) -> Path:
         return self.lake / kind.value
 
-    def staging(self, src: str) -> Path:
-        return self.tmp / src
-
     def is_committed(self, src: str) -> bool:
         return (self.ingest_log / f"{src}.parquet").exists()
 
@@ -139,23 +136,6 @@ def sweep_siblings(final: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-
-
-def discard_uncommitted(home: Home, src: str) -> int:
-    """Remove what a crashed run left of an uncommitted source; returns the files removed."""
-    if home.is_committed(src):
-        return 0
-    removed = 0
-    for kind in Kind:
-        for part in home.kind_dir(kind).glob(f"*/*/part-{src}-*.parquet"):
-            part.unlink()
-            removed += 1
-    q = home.quarantine / f"{src}.parquet"
-    if q.exists():
-        q.unlink()
-        removed += 1
-    shutil.rmtree(home.staging(src), ignore_errors=True)
-    return removed
 
 
 def sweep(home: Home) -> int:
@@ -232,7 +212,6 @@ def commit_source(
         crash_hook()
     os.replace(staged_log, home.ingest_log / f"{src}.parquet")
     fsync_dir(home.ingest_log)
-    shutil.rmtree(home.staging(src), ignore_errors=True)
 
 
 def _glob(path: Path) -> str:
@@ -385,7 +364,6 @@ __all__ = [
     "Snapshot",
     "attach_views",
     "commit_source",
-    "discard_uncommitted",
     "reader",
     "rebuild_catalog",
     "relations",

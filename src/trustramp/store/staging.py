@@ -49,8 +49,9 @@ from trustramp.ingest.readers import FILE, LINE, ROW, NeedsExactReader, Source, 
 from trustramp.store.duck import quote_ident, quote_literal, translated
 from trustramp.store.lake import Home, relations
 
-_ORDER = f"({FILE} * 1099511627776 + {ROW})"
-_ORDER_C = f"(c.{FILE} * 1099511627776 + c.{ROW})"
+_SPAN = 1 << 40
+_ORDER = f"({FILE} * {_SPAN} + {ROW})"
+_ORDER_C = f"(c.{FILE} * {_SPAN} + c.{ROW})"
 """Run order of a row: file position, then row number (below 2**40 rows per file)."""
 _LAKE_HIVE = f"hive_partitioning = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}}"
 
@@ -311,7 +312,7 @@ def _check_parquet(
             f"CAST({positions}[list_position({paths}, filename)] AS INTEGER) AS {FILE} "
             f"FROM read_parquet({paths}, file_row_number = true, filename = true))"
         )
-        query = validation_sql(schema, types, "parquet").replace("FROM batch)", f"FROM {batch})", 1)
+        query = validation_sql(schema, types, "parquet", source=batch)
         try:
             checked.write(con, query)
         except duckdb.Error:
@@ -419,7 +420,6 @@ def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema) -> None:
     from its values, which gives the same hash.
     """
     idc = quote_ident(schema.id_column)
-    span = 1 << 40
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _not_new AS
 WITH valid AS (SELECT {idc} AS id, {_ORDER} AS ord FROM _checked WHERE _reason IS NULL),
@@ -431,13 +431,13 @@ hot AS (SELECT c.{FILE}, c.{ROW}, c.{idc} AS id, {_ORDER_C} AS ord, {row_hash_sq
         FROM _checked c
         WHERE c._reason IS NULL AND c.{idc} IN (SELECT id FROM hot_ids)),
 firsts AS (SELECT id, arg_min(h, ord) AS first_hash, min(ord) AS first_ord FROM hot GROUP BY id)
-SELECT hot.{FILE}, hot.{ROW}, hot.id, f.first_ord // {span} AS first_file,
-       f.first_ord % {span} AS first_row,
+SELECT hot.{FILE}, hot.{ROW}, hot.id, f.first_ord // {_SPAN} AS first_file,
+       f.first_ord % {_SPAN} AS first_row,
        CASE WHEN l.id IS NOT NULL AND l.lake_hash = hot.h THEN 'duplicate'
             WHEN l.id IS NOT NULL THEN 'conflict_lake'
             WHEN hot.ord = f.first_ord THEN 'new'
             WHEN hot.h = f.first_hash THEN 'duplicate'
-            WHEN f.first_ord // {span} <> hot.{FILE} THEN 'conflict_lake'
+            WHEN f.first_ord // {_SPAN} <> hot.{FILE} THEN 'conflict_lake'
             ELSE 'conflict_file' END AS fate
 FROM hot JOIN firsts f USING (id) LEFT JOIN lake l USING (id)
 WHERE l.id IS NOT NULL OR hot.ord <> f.first_ord
@@ -542,15 +542,32 @@ def _write_parts(
     """
     landing = _landing(schema, features, sources, kept)
     for i, s in staged.items():
-        if not s.rows_new:
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        s.parts_dir = out / f"{FILE}={i}"
-        con.execute(
-            f"COPY (SELECT * EXCLUDE ({FILE}) FROM ({landing}) WHERE {FILE} = {int(i)}) TO "
-            f"{quote_literal(str(s.parts_dir))} (FORMAT parquet, "
-            f"PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd)"
-        )
+        if s.rows_new:
+            s.parts_dir = out / f"{FILE}={i}"
+            _copy_file_rows(
+                con,
+                landing,
+                i,
+                s.parts_dir,
+                f"FORMAT parquet, PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd",
+            )
+
+
+def _copy_file_rows(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    i: int,
+    dest: Path,
+    options: str,
+    order: str = "",
+) -> None:
+    """Write the rows of file `i` in `relation` (without their `_file` tag) to `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    order_by = f" ORDER BY {order}" if order else ""
+    con.execute(
+        f"COPY (SELECT * EXCLUDE ({FILE}) FROM ({relation}) WHERE {FILE} = {int(i)}{order_by}) "
+        f"TO {quote_literal(str(dest))} ({options})"
+    )
 
 
 def _dirty_days(
@@ -648,14 +665,10 @@ FROM ({bad} UNION ALL {conflicts}) q JOIN _files f USING ({FILE})
         staged[i].reasons[reason] = int(n)
     for i, s in staged.items():
         s.rows_quarantined = sum(s.reasons.values())
-        if not s.rows_quarantined:
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        s.quarantine_file = out / f"{s.src}.parquet"
-        con.execute(
-            f"COPY (SELECT * EXCLUDE ({FILE}) FROM _quarantine WHERE {FILE} = {int(i)} "
-            f"ORDER BY row_number) TO {quote_literal(str(s.quarantine_file))} (FORMAT parquet)"
-        )
+        if s.rows_quarantined:
+            s.quarantine_file = out / f"{s.src}.parquet"
+            q = "SELECT * FROM _quarantine"
+            _copy_file_rows(con, q, i, s.quarantine_file, "FORMAT parquet", order="row_number")
 
 
 def _write_log(out: Path, staged: StagedFile) -> Path:
