@@ -90,23 +90,35 @@ def refresh(
         aggs = compute_aggregates(
             con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
         )
-        for day in todo:
-            _write_day(base / day.isoformat(), aggs, day)
+        for day, tables in _split_days(aggs, todo).items():
+            _write_day(base / day.isoformat(), tables)
         for day in todo:
             for mark in marks.get(day, []):
                 mark.unlink(missing_ok=True)
     return Refresh(tuple(todo), tuple(d for d in days if d not in todo))
 
 
-def _write_day(folder: Path, aggs: Aggregates, day: dt.date) -> None:
+def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
+    """Each day's rows of every frame, as Arrow tables (one conversion and one grouping per
+    frame, not one filter per frame and day)."""
+    out: dict[dt.date, dict[str, pa.Table]] = {day: {} for day in days}
+    for name in FRAMES:
+        frame = getattr(aggs, name)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        rows = frame.groupby("day", sort=False).indices if len(frame) else {}
+        for day in days:
+            at = rows.get(day)
+            out[day][name] = table.slice(0, 0) if at is None else table.take(at)
+    return out
+
+
+def _write_day(folder: Path, tables: dict[str, pa.Table]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     sweep_siblings(folder)  # a killed run's temporaries (refresh runs under the writer lock)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir()
-    for name in FRAMES:
-        frame = getattr(aggs, name)
-        part = frame[frame["day"] == day] if len(frame) else frame
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp / f"{name}.parquet")
+    for name, table in tables.items():
+        pq.write_table(table, tmp / f"{name}.parquet")
     (tmp / DONE).touch()
     replace_dir(tmp, folder)
 
