@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -115,3 +116,35 @@ def test_report_command_writes_the_page_and_the_index(cli_lake: dict, tmp_path: 
     page = Path(r.output.split("report: ")[1].split()[0])
     assert page.name == "readiness.html" and page.stat().st_size > 10_000
     assert (tmp_path / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("lots", "is not a size like 512MB"), ("1MB", "below 16MB"), ("150%", "is not a size")],
+)
+def test_memory_limit_refuses_what_duckdb_cannot_run_with(value: str, message: str) -> None:
+    r = CliRunner().invoke(main, ["--memory-limit", value, "config", "show"])
+    assert r.exit_code == 2
+    assert message in r.output
+
+
+def test_memory_limit_reaches_every_connection_of_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from trustramp.store.duck import connect, memory_bytes
+
+    # (setenv first, so that the variable the CLI sets is removed after the test)
+    monkeypatch.setenv("TRUSTRAMP_MEMORY_LIMIT", "1GB")
+    monkeypatch.delenv("TRUSTRAMP_MEMORY_LIMIT")
+    assert memory_bytes(_limit_of(connect())) == pytest.approx(10**9, rel=1e-3)
+    r = CliRunner().invoke(main, ["--memory-limit", "300MB", "config", "show"])
+    assert r.exit_code == 0, r.output
+    assert memory_bytes(_limit_of(connect())) == pytest.approx(300 * 10**6, rel=1e-3)
+    monkeypatch.setenv("TRUSTRAMP_MEMORY_LIMIT", "50%")
+    r = CliRunner().invoke(main, ["config", "show"])  # the variable alone works too
+    assert r.exit_code == 0, r.output
+    assert memory_bytes(_limit_of(connect())) > 300 * 10**6
+
+
+def _limit_of(con: duckdb.DuckDBPyConnection) -> str:
+    return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])

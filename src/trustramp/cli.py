@@ -42,6 +42,27 @@ def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check a --memory-limit and hand it to every DuckDB connection of this process."""
+    if value is None:
+        return None
+    from trustramp.store.duck import memory_bytes
+
+    percent = value.strip().removesuffix("%")
+    if value.strip().endswith("%") and percent.isdigit() and 0 < int(percent) <= 100:
+        os.environ["TRUSTRAMP_MEMORY_LIMIT"] = value  # DuckDB: a share of the machine's RAM
+        return value
+    try:
+        if memory_bytes(value) < 16 * 2**20:
+            raise click.BadParameter(f"{value!r} is below 16MB, too little to run", ctx, param)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value[:40]!r} is not a size like 512MB, 2GB or 50%", ctx, param
+        ) from None
+    os.environ["TRUSTRAMP_MEMORY_LIMIT"] = value
+    return value
+
+
 home_option = click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -77,7 +98,16 @@ wait_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trustramp")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--memory-limit",
+    envvar="TRUSTRAMP_MEMORY_LIMIT",
+    callback=_memory_limit,
+    metavar="SIZE",
+    help="DuckDB's memory limit, e.g. 512MB, 2GB or 50% of RAM (or TRUSTRAMP_MEMORY_LIMIT; "
+    "default 1GB). "
+    "Work beyond it spills to HOME/tmp; a run peaks near the limit plus ~300 MB.",
+)
+def main(verbose: bool, memory_limit: str | None) -> None:
     """trustramp: is an AI feature ready for the next step of its rollout, and at which
     confidence thresholds?
 

@@ -420,14 +420,17 @@ def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema) -> None:
     from its values, which gives the same hash.
     """
     idc = quote_ident(schema.id_column)
+    # The CTEs read twice are NOT MATERIALIZED: DuckDB would hold them whole, and cannot, for
+    # the 50M rows of one big file under a small memory limit; computed twice, they stream.
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _not_new AS
-WITH valid AS (SELECT {idc} AS id, {_ORDER} AS ord FROM _checked WHERE _reason IS NULL),
-lake AS (SELECT l.{idc} AS id, coalesce(l.{ROW_HASH}, {row_hash_sql(schema, "l")}) AS lake_hash
+WITH valid AS NOT MATERIALIZED
+  (SELECT {idc} AS id, {_ORDER} AS ord FROM _checked WHERE _reason IS NULL),
+lake AS NOT MATERIALIZED (SELECT l.{idc} AS id, coalesce(l.{ROW_HASH}, {row_hash_sql(schema, "l")}) AS lake_hash
          FROM ({lake}) l WHERE l.{idc} IN (SELECT id FROM valid)),
 hot_ids AS (SELECT id FROM valid GROUP BY id HAVING count(*) > 1
             UNION SELECT id FROM lake),
-hot AS (SELECT c.{FILE}, c.{ROW}, c.{idc} AS id, {_ORDER_C} AS ord, {row_hash_sql(schema, "c")} AS h
+hot AS NOT MATERIALIZED (SELECT c.{FILE}, c.{ROW}, c.{idc} AS id, {_ORDER_C} AS ord, {row_hash_sql(schema, "c")} AS h
         FROM _checked c
         WHERE c._reason IS NULL AND c.{idc} IN (SELECT id FROM hot_ids)),
 firsts AS (SELECT id, arg_min(h, ord) AS first_hash, min(ord) AS first_ord FROM hot GROUP BY id)
