@@ -122,7 +122,8 @@ def test_chunks_of_days_give_the_frames_of_one_pass(
     try:
         one = agg.compute_aggregates(con, cfg.feature, start, end)
         monkeypatch.setattr(agg, "CHUNK_ROWS", 1500)  # a few days per chunk
-        assert len(agg._chunks(sorted(set(one.cells["day"])), agg._day_rows(con, cfg.feature))) > 2
+        days, rows = sorted(set(one.cells["day"])), agg._day_rows(con, cfg.feature)
+        assert len(agg._chunks(days, rows, agg._chunk_rows(con))) > 2
         chunked = agg.compute_aggregates(con, cfg.feature, start, end)
     finally:
         con.close()
@@ -132,3 +133,17 @@ def test_chunks_of_days_give_the_frames_of_one_pass(
         a = a.sort_values(keys).reset_index(drop=True)
         b = b.sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+
+
+def test_chunks_grow_with_the_memory_limit(tmp_path: Path) -> None:
+    """Twice the memory, chunks of twice the predictions (so half as many decision scans)."""
+    from trustramp.store.duck import connect
+
+    one = agg._chunk_rows(connect(memory_limit="1GB", temp_directory=tmp_path))
+    two = agg._chunk_rows(connect(memory_limit="2GB", temp_directory=tmp_path))
+    assert one == pytest.approx(agg.CHUNK_ROWS * 953.6 * 2**20 / 1e9, rel=1e-3)
+    assert two == pytest.approx(2 * one, rel=0.05)  # (DuckDB shows 2GB as 1.8 GiB)
+    days = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(30)]
+    rows = {d: one // 3 + 1 for d in days}
+    assert [len(c) for c in agg._chunks(days, rows, one)] == [3] * 10
+    assert [len(c) for c in agg._chunks(days, rows, two)] == [6] * 5

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from trustramp.store.duck import sql, translated
+from trustramp.store.duck import memory_bytes, sql, translated
 
 LATENCY_LOG_BINS = 672
 LATENCY_MAX_MS = 600_000.0
@@ -101,9 +101,20 @@ def _bound(query: str, params: dict[str, object]) -> dict[str, object]:
 
 
 CHUNK_ROWS = 2_000_000
-"""Stage 1 joins and groups about this many predictions at a time (whole days): the grouping
-sets keep their input in memory, so the peak follows the chunk, not the window (each chunk
-aggregates only its own items' decisions, so the chunks cost about what one pass would)."""
+"""Stage 1 joins and groups about this many predictions per GB of DuckDB's memory limit at a
+time (whole days): the grouping sets keep their input in memory, so the peak follows the chunk,
+not the window. Each chunk aggregates only its own items' decisions, but finding them scans the
+feature's decisions: fewer, larger chunks when the limit allows keep that scan from growing
+with the square of the lake."""
+
+
+def _chunk_rows(con: duckdb.DuckDBPyConnection) -> int:
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    try:
+        gb = memory_bytes(str(limit)) / 1e9
+    except ValueError:
+        gb = 1.0
+    return max(int(CHUNK_ROWS * min(gb, 8.0)), 1)
 
 
 def _day_rows(con: duckdb.DuckDBPyConnection, feature: str) -> dict[dt.date, int]:
@@ -116,12 +127,14 @@ def _day_rows(con: duckdb.DuckDBPyConnection, feature: str) -> dict[dt.date, int
     return {d: int(n) for d, n in rows}
 
 
-def _chunks(days: list[dt.date], day_rows: dict[dt.date, int]) -> list[list[dt.date]]:
-    """Consecutive runs of `days` (sorted) of about CHUNK_ROWS predictions each."""
+def _chunks(
+    days: list[dt.date], day_rows: dict[dt.date, int], chunk_rows: int
+) -> list[list[dt.date]]:
+    """Consecutive runs of `days` (sorted) of about `chunk_rows` predictions each."""
     chunks: list[list[dt.date]] = []
     rows = 0
     for day in days:
-        if not chunks or rows >= CHUNK_ROWS:
+        if not chunks or rows >= chunk_rows:
             chunks.append([])
             rows = 0
         chunks[-1].append(day)
@@ -161,7 +174,8 @@ def compute_aggregates(
     )
     day_rows = _day_rows(con, feature)
     with translated(f"aggregating {feature} {start}..{end}"):
-        parts = [_grouping_sets(con, p, c, len(day_rows)) for c in _chunks(wanted, day_rows)]
+        chunks = _chunks(wanted, day_rows, _chunk_rows(con))
+        parts = [_grouping_sets(con, p, c, len(day_rows)) for c in chunks]
         # (an empty part, of days without predictions, would turn the dtypes into object)
         raw = pd.concat([f for f in parts if len(f)] or parts[:1], ignore_index=True)
         lat = con.execute(lat_sql, _bound(lat_sql, p)).df()
