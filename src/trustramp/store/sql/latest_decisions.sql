@@ -1,18 +1,24 @@
 -- Each item's latest decision (SPEC 1.1: greatest decided_at, ties broken by greatest
 -- decision_id), as CTEs
--- (`counted`, `latest`) that other queries include (`aggregates._with_latest`).
+-- (`dec`, `counted`, `latest`) that other queries include (`aggregates._with_latest`).
 -- Grain: one row per (item_key, item_id); `id_hash` = hash(item_id), so that the big join with
 -- the predictions runs on two integers instead of a string (a false match needs both 64-bit
 -- hashes to collide: about 1e-25 at 10M items).
 -- Most items have one decision: they need no ordering at all, and the expensive struct-keyed
 -- arg_max runs only on the few items with several decisions (or a shared item_key).
--- `__ITEMS__` is replaced by a condition on item_key that keeps the items wanted (or by TRUE).
+-- `__ITEMS__` is replaced by a condition on item_key that keeps the items wanted (or by TRUE);
+-- `__DEC__` by MATERIALIZED when that condition keeps a small share of the decisions (a chunk's:
+-- read from the lake once instead of twice), else by NOT MATERIALIZED (streamed twice).
 -- Parameters: $feature.
+dec AS __DEC__ (
+  SELECT item_key, item_id, human_label, action, decided_at, decision_id
+  FROM decisions
+  WHERE feature IN ($feature, '_unmatched') AND __ITEMS__
+),
 counted AS MATERIALIZED (  -- read twice below: computed once
   SELECT item_key, count(*) AS n, first(item_id) AS item_id, first(human_label) AS human_label,
          first(action) AS action
-  FROM decisions
-  WHERE feature IN ($feature, '_unmatched') AND __ITEMS__
+  FROM dec
   GROUP BY item_key
 ),
 latest AS (
@@ -26,8 +32,7 @@ latest AS (
          arg_max(action, (decided_at, decision_id)) AS action,
          arg_min(action, (decided_at, decision_id)) AS first_action,
          count(*) AS n_decisions
-  FROM decisions
-  WHERE feature IN ($feature, '_unmatched')
-    AND item_key IN (SELECT item_key FROM counted WHERE n > 1)
+  FROM dec
+  WHERE item_key IN (SELECT item_key FROM counted WHERE n > 1)
   GROUP BY item_key, item_id
 )
