@@ -15,7 +15,7 @@ interleaved so that every contender sees the same machine load, each in a fresh 
 - `pandas`: the same metric set in plain pandas from the input Parquet files (`reference_pandas.py`);
 - `fairlearn`: MetricFrame with sklearn metrics on the same groupings (only up to --fairlearn-max-rows).
 
-Results: `benchmarks/out/evaluate-latest.json` and `.md`.
+Results: `benchmarks/out/<name>-latest.json` and `.md` (`--name`, default `evaluate`).
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def main() -> None:
         help="skip fairlearn above this size (about 590 s and 7 GB at 10M)",
     )
     ap.add_argument("--skip", action="append", default=[], choices=CONTENDERS)
+    ap.add_argument("--name", default="evaluate", help="results file name in benchmarks/out/")
     a = ap.parse_args()
     machine = c.machine()
     baseline = c.run_child("baseline", {})
@@ -204,9 +205,9 @@ def main() -> None:
         skip = set(a.skip) | ({"fairlearn"} if n > a.fairlearn_max_rows else set())
         results.append(bench_size(n, a.reps, a.fairlearn_reps, skip))
         record = {"machine": machine, "baseline": baseline, "results": results}
-        c.save("evaluate", record)
+        c.save(a.name, record)
         md = markdown(results, baseline, machine)
-        (c.OUT / "evaluate-latest.md").write_text(md)
+        (c.OUT / f"{a.name}-latest.md").write_text(md)
     print(md)
 
 
