@@ -63,6 +63,12 @@ def big_field(d: Path) -> Path:
     return _write(d / "big_field.csv", ("\n".join(body) + "\n").encode())
 
 
+def huge_row(d: Path) -> Path:
+    """A 5 MB field: a row longer than the fast CSV reader's block (read by the exact reader)."""
+    body = [HEADER, csv_line(0), csv_line(1, predicted_label="w" * 5 * MB), csv_line(2)]
+    return _write(d / "huge_row.csv", ("\n".join(body) + "\n").encode())
+
+
 def big_field_malformed(d: Path) -> Path:
     """A 1 MB field in a file that also has a malformed row (read by the exact CSV reader)."""
     body = [HEADER, csv_line(0, predicted_label="x" * MB), "too,few", csv_line(2)]
@@ -181,6 +187,7 @@ CASES = [
     Case("CRLF, embedded CRLF", crlf, new=2, reasons={"out_of_range:confidence": 1}),
     Case("1 MB fields", big_field, new=1, reasons={"out_of_range:confidence": 1}),
     Case("1 MB field, exact reader", big_field_malformed, new=2, reasons={"malformed_row": 1}),
+    Case("5 MB field, longer than a CSV block", huge_row, new=3),
     Case("1 MB field, JSON Lines", big_field_jsonl, new=2),
     Case(
         "NaN, inf, negative, >1 confidences",
