@@ -218,3 +218,32 @@ def test_the_vectorized_simulation_rule_is_the_gate_rule() -> None:
             k, n, threshold=TARGET, comparator=">", confidence_level=1 - ALPHA, min_samples=200
         )
         assert (judged.outcome is Outcome.PASS) == vector
+
+
+def test_anytime_bound_root_matches_scipy_brentq() -> None:
+    """The bisection that replaced scipy.optimize.brentq finds the same crossing, never above."""
+    import random
+
+    from scipy import optimize
+
+    from trustramp.decide import eprocess
+
+    rng = random.Random(1)
+    for _ in range(500):
+        n = rng.choice([1, 2, 5, 30, 1000, 10**5, 10**7])
+        k, alpha = rng.randint(1, n), rng.choice([0.001, 0.01, 0.05, 0.1])
+        target, rate = math.log(1 / alpha), k / n
+        hi = rate if k < n else 1 - 1e-12
+
+        def f(p0: float, k: int = k, n: int = n, target: float = target) -> float:
+            return eprocess.log_e_value(k, n, p0) - target
+
+        if f(hi) >= 0:
+            continue
+        lo = max(rate - 8 * math.sqrt(rate * (1 - rate) / n) - 8 * target / n, 0.0)
+        if lo <= 0 or f(lo) < 0:
+            lo = 1e-300
+        ref = optimize.brentq(f, lo, hi, xtol=1e-13, rtol=1e-12)
+        got = eprocess.anytime_lower_bound(k, n, alpha=alpha)
+        assert got == pytest.approx(ref, abs=2e-13, rel=2e-12)
+        assert f(got) >= 0  # on the rejected side: a lower bound never above the crossing

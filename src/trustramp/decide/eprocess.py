@@ -27,11 +27,12 @@ too, because a gate requires both.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+from scipy import special
 
 from trustramp import _dist
 
@@ -213,7 +214,22 @@ def _lower_bound(k: int, n: int, alpha: float, prior: tuple[float, float]) -> fl
     lo = rate - 8.0 * math.sqrt(rate * (1.0 - rate) / n) - 8.0 * target / n
     if lo <= 0.0 or f(lo) < 0.0:
         lo = 1e-300
-    return float(optimize.brentq(f, lo, hi, xtol=1e-13, rtol=1e-12))
+    return _crossing(f, lo, hi)
+
+
+def _crossing(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """Where a decreasing `f` crosses 0 in [lo, hi] (f(lo) >= 0 > f(hi)), to 1e-13 + 1e-12 x:
+    bisection, which keeps `scipy.optimize` (most of a second to import) off every evaluation.
+    Returns the low end of the last bracket: the side where `f` >= 0 (never above the root)."""
+    for _ in range(200):
+        if hi - lo <= 1e-13 + 1e-12 * abs(hi):
+            break
+        mid = 0.5 * (lo + hi) if lo > 1e-200 else math.sqrt(lo * hi)  # geometric from ~0
+        if f(mid) >= 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return float(lo)
 
 
 def anytime_lower_bound(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+from scipy import special
 
 __all__ = [
     "CalibrationMap",
@@ -250,6 +250,8 @@ def fit_temperature(probabilities: ArrayLike, labels: ArrayLike) -> CalibrationM
     def nll(log_t: float) -> float:
         z = logp / math.exp(log_t)
         return float(np.mean(special.logsumexp(z, axis=1) - z[np.arange(lab.size), lab]))
+
+    from scipy import optimize  # only with class probabilities: most of a second to import
 
     res = optimize.minimize_scalar(
         nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-8}
