@@ -8,6 +8,7 @@ every state it sees: each committed file whole, counts never going back, the run
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -291,7 +292,9 @@ def test_nightly_and_on_demand_evaluate_at_once(tmp_path: Path) -> None:
     def poll() -> None:
         # The run folder never goes missing and is always one run's complete output.
         run_id, _ = verdict_of(run)
-        pd.read_parquet(run / "metrics.parquet")
+        # One open of the file (pyarrow opens a path twice, footer then pages, and the folder
+        # may be swapped for the next run's in between: two versions, not a torn one).
+        pd.read_parquet(io.BytesIO((run / "metrics.parquet").read_bytes()))
         assert (run / "thresholds.yaml").read_text()
         seen_runs.add(run_id)
         con = reader(Home.at(home))
