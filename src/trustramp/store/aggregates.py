@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from trustramp.store.duck import memory_bytes, sql, translated
+from trustramp.store.duck import memory_limit_bytes, sql, translated
 
 LATENCY_LOG_BINS = 672
 LATENCY_MAX_MS = 600_000.0
@@ -111,11 +111,7 @@ with the square of the lake."""
 
 
 def _chunk_rows(con: duckdb.DuckDBPyConnection) -> int:
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    try:
-        gb = memory_bytes(str(limit)) / 1e9
-    except ValueError:
-        gb = 1.0
+    gb = memory_limit_bytes(con) / 1e9
     return max(int(CHUNK_ROWS * min(gb, 8.0)), 1)
 
 

@@ -49,11 +49,8 @@ def connect(
         con = duckdb.connect(str(database), read_only=read_only, config=config)
         con.execute("SET TimeZone = 'UTC'")  # timestamps without offset are UTC (SPEC 1.1)
         con.execute("SET enable_progress_bar = false")
-        # (the limit as DuckDB understood it, e.g. '953.6 MiB' for '1GB')
-        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        con.execute(
-            f"SET partitioned_write_flush_threshold = {partitioned_write_flush_rows(limit)}"
-        )
+        flush = partitioned_write_flush_rows(_limit_setting(con))
+        con.execute(f"SET partitioned_write_flush_threshold = {flush}")
         con.execute(f"SET partitioned_write_max_open_files = {PARTITIONS_OPEN}")
         return con
     except duckdb.Error as e:
@@ -72,6 +69,24 @@ def memory_bytes(limit: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def _limit_setting(con: duckdb.DuckDBPyConnection) -> str:
+    """The connection's memory limit as DuckDB understood it, e.g. '953.6 MiB' for '1GB'."""
+    return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def _limit_bytes(limit: str) -> int:
+    """`memory_bytes` of a limit setting, or 1 GB when it is not a plain size."""
+    try:
+        return memory_bytes(limit)
+    except ValueError:
+        return 10**9
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory limit in bytes (1 GB when DuckDB shows something else)."""
+    return _limit_bytes(_limit_setting(con))
+
+
 PARTITIONS_OPEN = 32
 """Partitions a partitioned COPY keeps open at once (DuckDB's default is 100); a file of more
 days than this closes some and opens new files for them as its rows come."""
@@ -86,11 +101,7 @@ def partitioned_write_flush_rows(memory_limit: str) -> int:
     per buffered row, one row per 30 KB of the limit keeps the buffers of 2 threads and
     `PARTITIONS_OPEN` partitions within about a quarter of the limit (33k rows at 1 GB);
     between 2,048 and 131,072 rows. The lake's row groups come out about twice that size."""
-    try:
-        limit = memory_bytes(memory_limit)
-    except ValueError:
-        limit = 10**9
-    return int(min(max(limit // 30_000, 2048), 131_072))
+    return int(min(max(_limit_bytes(memory_limit) // 30_000, 2048), 131_072))
 
 
 @contextlib.contextmanager
