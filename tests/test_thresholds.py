@@ -706,6 +706,40 @@ def test_replay_needs_days() -> None:
         replay_policy(grid_counts([0.5], [1]), {"auto": 0.9})
 
 
+EMPTY_BY_DAY = grid_counts([], [], dims={"day": []})
+
+
+def test_replay_of_no_traffic_is_empty_not_an_error() -> None:
+    """Issue 15: a window without predictions used to divide by its zero days."""
+    r = replay_policy(EMPTY_BY_DAY, {"auto": 0.9, "confirm": 0.8}, current={"auto": 0.95})
+    assert r.by_day.empty and r.workload.empty
+    assert r.difference is not None and r.difference.empty
+    assert list(r.difference.columns) == ["day", "band", "proposed", "current", "difference"]
+    assert len(r.summary) == 8  # every band of both policies, with nothing in it
+    assert (r.summary["items"] == 0).all() and (r.summary["n"] == 0).all()
+    assert r.summary[["share", "items_per_day", "accuracy"]].isna().all().all()
+
+
+@pytest.mark.parametrize("min_labels", [0, 200])
+def test_recommendations_on_no_items_are_empty_not_an_error(min_labels: int) -> None:
+    from trustramp.evaluation import Thresholds
+
+    empty = grid_counts([], [], dims={"segment": []})
+    rec = recommend_thresholds(empty, Routing(), min_labels=min_labels, days=3)
+    assert rec.thresholds == dict.fromkeys(("auto", "confirm", "review"))
+    assert rec.n_labeled == rec.n_total == 0 and rec.human_workload_per_day == 0
+    assert all(b.items == 0 and np.isnan(b.share) for b in rec.bands)
+    staged = apply_progression(rec, "moderate")
+    assert staged.thresholds == rec.thresholds
+    groups = recommend_by_group(empty, Routing(), min_labels=min_labels)
+    assert groups.by_group == {}
+    whatif = replay_policy(EMPTY_BY_DAY, {"auto": 0.9}, current={"auto": 0.95})
+    th = Thresholds(staged, rec, groups, "moderate", whatif)
+    text = th.to_yaml()
+    assert "share    n/a" in text
+    assert parse_config(to_config_patch(staged)).routing.auto == 1.0
+
+
 # ------------------------------------------------------------------------------------------
 # Config patch
 # ------------------------------------------------------------------------------------------

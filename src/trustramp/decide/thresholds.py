@@ -1514,7 +1514,7 @@ def _replay_one(
                 "threshold": t,
                 "items": ti,
                 "share": ti / grand_total if grand_total else math.nan,
-                "items_per_day": ti / len(days),
+                "items_per_day": ti / len(days) if days else math.nan,
                 N: tn,
                 CORRECT: tk,
                 "accuracy": tk / tn if tn else math.nan,
@@ -1523,6 +1523,15 @@ def _replay_one(
             }
         )
     return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
+
+
+_DIFFERENCE_COLUMNS = {
+    "day": "object",
+    "band": "object",
+    "proposed": "int64",
+    "current": "int64",
+    "difference": "int64",
+}
 
 
 def replay_policy(
@@ -1576,7 +1585,9 @@ def replay_policy(
         }
     )
     difference = None
-    if current is not None:
+    if current is not None and not days:  # no traffic: nothing to compare, no pivot to take
+        difference = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DIFFERENCE_COLUMNS.items()})
+    elif current is not None:
         wide = by_day.pivot_table(
             index=["day", "band"], columns="policy", values="items", sort=False
         ).reset_index()
