@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -677,9 +678,8 @@ class Thresholds:
             if b.band == "human":
                 continue
             acc = "n/a" if b.n == 0 else f"{b.accuracy:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}]"
-            lines.append(
-                f"# {b.band:8s} {b.change:16s} share {b.share:6.1%}  accuracy {acc}  n={b.n}"
-            )
+            share = "   n/a" if b.share is None or math.isnan(b.share) else f"{b.share:6.1%}"
+            lines.append(f"# {b.band:8s} {b.change:16s} share {share}  accuracy {acc}  n={b.n}")
             if b.guarantee:
                 lines.append(f"#   {b.guarantee}")
             elif b.reason:
