@@ -16,8 +16,10 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from trustramp.metrics import (
     BiasAudit,
     Flag,
+    benjamini_hochberg,
     bias_audit,
     disparity,
+    fairness_rates,
     holm,
     segment_tests,
 )
@@ -301,3 +303,181 @@ def test_audit_false_flag_rate_under_equal_segments() -> None:
 def test_audit_errors(frame, kwargs, error, match: str) -> None:
     with pytest.raises(error, match=match):
         bias_audit(frame, **kwargs)
+
+
+# --- Benjamini–Hochberg, two segments, minimum effect ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_benjamini_hochberg_matches_statsmodels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 0.3, 15) ** 2
+    p[2] = p[7]  # a tie
+    p[5] = np.nan
+    out = benjamini_hochberg(p)
+    finite = ~np.isnan(p)
+    assert np.isnan(out[5])
+    ref = multipletests(p[finite], method="fdr_bh")[1]
+    np.testing.assert_allclose(out[finite], ref, atol=1e-15)
+    assert benjamini_hochberg([]).size == 0
+
+
+def test_audit_reports_bh_beside_holm() -> None:
+    k, n = np.array([450, 900, 700, 300]), np.array([500, 1000, 800, 380])
+    audit = bias_audit(pd.DataFrame({"segment": SEGMENTS, "k": k, "n": n}), min_n=100)
+    raw = audit.table["p_value"].to_numpy()
+    np.testing.assert_allclose(audit.table["p_bh"], multipletests(raw, method="fdr_bh")[1])
+    np.testing.assert_allclose(audit.table["p_adjusted"], multipletests(raw, method="holm")[1])
+
+
+def test_two_segments_are_one_comparison_fisher_not_doubled() -> None:
+    # A against the rest and B against the rest are the same 2x2 table: Holm over the two
+    # doubled the p-value (0.14 instead of Fisher's 0.07).
+    k, n = np.array([199, 193]), np.array([200, 200])
+    table = [[k[0], n[0] - k[0]], [k[1], n[1] - k[1]]]
+    ref = stats.fisher_exact(table, alternative="two-sided").pvalue
+    t = segment_tests(k, n)
+    assert t.method == "fisher"
+    assert t.p_value == pytest.approx(ref, rel=1e-12)
+    audit = bias_audit(pd.DataFrame({"segment": ["a", "b"], "k": k, "n": n}), min_n=100)
+    np.testing.assert_allclose(audit.table["p_adjusted"], [ref, ref], rtol=1e-12)
+    np.testing.assert_allclose(audit.table["p_bh"], [ref, ref], rtol=1e-12)
+
+
+def test_two_segments_chi_square_not_doubled() -> None:
+    k, n = np.array([900, 870]), np.array([1000, 1000])
+    ref = stats.chi2_contingency(np.column_stack([k, n - k]), correction=False).pvalue
+    audit = bias_audit(pd.DataFrame({"segment": ["a", "b"], "k": k, "n": n}), min_n=100)
+    np.testing.assert_allclose(audit.table["p_adjusted"], [ref, ref], rtol=1e-12)
+
+
+def test_minimum_effect_before_worse() -> None:
+    # 100k items per segment, a 0.7-point gap: significant (p ~ 1e-6) but below a 2-point
+    # minimum effect.
+    n = np.array([100_000, 100_000, 100_000])
+    k = np.array([92_000, 92_000, 91_300])
+    frame = pd.DataFrame({"segment": ["a", "b", "c"], "k": k, "n": n})
+    no_floor = bias_audit(frame, min_n=100)
+    assert no_floor.flagged == ["c"]
+    audit = bias_audit(frame, min_n=100, min_effect=0.02)
+    assert audit.flagged == []
+    row = audit.table.set_index("segment").loc["c"]
+    assert row["p_adjusted"] < 1e-4
+    assert "minimum effect" in row["reason"]
+    # A real gap (3 points) is still flagged with the floor.
+    big = frame.assign(k=[92_000, 92_000, 89_000])
+    assert bias_audit(big, min_n=100, min_effect=0.02).flagged == ["c"]
+    with pytest.raises(ValueError, match="min_effect"):
+        bias_audit(frame, min_effect=1.5)
+
+
+def test_min_effect_false_flag_rate_simulation() -> None:
+    # Three segments with a true 1-point gap (below the 2-point floor) on 50k items each: how
+    # often is the low segment flagged worse? Without the floor nearly always; with it, the
+    # flag needs a sampled gap of 2 points (5 SE away): essentially never.
+    rng = np.random.default_rng(7)
+    sims = 300
+    n = np.array([50_000, 50_000, 50_000])
+    flagged_floor = flagged_raw = 0
+    for _ in range(sims):
+        k = rng.binomial(n, [0.92, 0.92, 0.91])
+        frame = pd.DataFrame({"segment": ["a", "b", "c"], "k": k, "n": n})
+        flagged_raw += "c" in bias_audit(frame, min_n=100).flagged
+        flagged_floor += "c" in bias_audit(frame, min_n=100, min_effect=0.02).flagged
+    print(
+        f"flagged with a 1-point true gap: no floor {flagged_raw / sims:.3f}, "
+        f"min_effect 0.02 {flagged_floor / sims:.3f}"
+    )
+    assert flagged_raw / sims > 0.9
+    assert flagged_floor == 0
+
+
+# --- fairness rates against fairlearn ---------------------------------------------------------
+
+
+def _labelled_items(seed: int, labels: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = 6000
+    seg = rng.choice(SEGMENTS, size=size, p=[0.1, 0.3, 0.3, 0.3])
+    human = rng.choice(labels, size=size)
+    keep = rng.random(size) < np.where(seg == "enterprise", 0.75, 0.9)
+    pred = np.where(keep, human, rng.choice(labels, size=size))
+    return pd.DataFrame({"segment": seg, "human_label": human, "predicted_label": pred})
+
+
+def _confusion(items: pd.DataFrame) -> pd.DataFrame:
+    return (
+        items.groupby(["segment", "predicted_label", "human_label"])
+        .size()
+        .rename("n")
+        .reset_index()
+    )
+
+
+@pytest.mark.parametrize(
+    ("labels", "positive"),
+    [(["approve", "reject"], "approve"), (["a", "b", "c"], None), (["a", "b", "c"], "c")],
+)
+def test_fairness_rates_match_fairlearn(labels: list[str], positive: str | None) -> None:
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        equalized_odds_ratio,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+
+    items = _labelled_items(3, labels)
+    result = fairness_rates(_confusion(items), positive_label=positive)
+    audited = labels if positive is None else [positive]
+    assert sorted(result.summary["label"]) == sorted(audited)
+    for label in audited:
+        y = (items["human_label"] == label).astype(int).to_numpy()
+        p = (items["predicted_label"] == label).astype(int).to_numpy()
+        seg = items["segment"].to_numpy()
+        frame = MetricFrame(
+            metrics={
+                "selection_rate": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+            },
+            y_true=y,
+            y_pred=p,
+            sensitive_features=seg,
+        )
+        mine = result.by_group[result.by_group["label"] == label].set_index("segment")
+        for metric in ("selection_rate", "tpr", "fpr"):
+            ref = frame.by_group[metric]
+            np.testing.assert_allclose(mine.loc[ref.index, metric], ref.to_numpy(), rtol=1e-12)
+        row = result.summary.set_index("label").loc[label]
+        kw = {"sensitive_features": seg}
+        assert row["demographic_parity_difference"] == pytest.approx(
+            demographic_parity_difference(y, p, **kw), rel=1e-12
+        )
+        assert row["demographic_parity_ratio"] == pytest.approx(
+            demographic_parity_ratio(y, p, **kw), rel=1e-12
+        )
+        assert row["equalized_odds_difference"] == pytest.approx(
+            equalized_odds_difference(y, p, **kw), rel=1e-12
+        )
+        assert row["equalized_odds_ratio"] == pytest.approx(
+            equalized_odds_ratio(y, p, **kw), rel=1e-12
+        )
+
+
+def test_fairness_rates_errors_and_undefined_rates() -> None:
+    with pytest.raises(ValueError, match=r"no column\(s\)"):
+        fairness_rates(pd.DataFrame({"segment": ["a"]}))
+    # A segment without any positive: its TPR is undefined and left out of the gaps.
+    f = pd.DataFrame(
+        {
+            "segment": ["a", "a", "b"],
+            "predicted_label": ["y", "n", "n"],
+            "human_label": ["y", "n", "n"],
+            "n": [10, 10, 20],
+        }
+    )
+    r = fairness_rates(f, positive_label="y").by_group.set_index("segment")
+    assert math.isnan(r.loc["b", "tpr"]) and r.loc["b", "fpr"] == 0.0

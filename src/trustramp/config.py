@@ -168,6 +168,11 @@ class Statistics(_Model):
     bootstrap_reps: Annotated[int, Field(ge=100, le=100_000)] = 1000
     seed: int = 20261127
     psi_min_n: Annotated[int, Field(ge=1)] = 500
+    min_effect: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.02
+    """Bias audit: the smallest absolute gap to the other segments that can flag one worse."""
+    positive_label: str | None = None
+    """Fairness rates (selection rate, TPR, FPR): the label counted as positive; None: each
+    label one-vs-rest."""
     slices: list[str] = Field(default_factory=list)
     edge_case_slices: list[EdgeCaseSlice] = Field(default_factory=list)
 

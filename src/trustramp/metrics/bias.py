@@ -4,8 +4,16 @@ For one rate metric (accuracy, error rate, override rate, ...) given per segment
 ``n``, the audit reports each segment's rate with its Wilson interval, its difference to the
 overall rate and to the best segment (Newcombe intervals), ratios, a test of the segment
 against the rest (chi-square, or Fisher's exact when an expected count is below 5) with Holm's
-correction across segments, and a flag. A segment below the minimum size is *insufficient*,
-never *ok*: absence of evidence is not a pass.
+correction across segments (Benjamini–Hochberg q-values beside it, for display), and a flag.
+A segment is flagged *worse* only when its Holm-adjusted p-value is below alpha *and* its gap
+to the rest is at least ``min_effect`` (absolute): on 100k items a 0.7-point gap is significant
+but not a finding. With two segments, "A against the rest" and "B against the rest" are the
+same comparison, so the family has one member and nothing is adjusted. A segment below the
+minimum size is *insufficient*, never *ok*: absence of evidence is not a pass.
+
+`fairness_rates` gives fairlearn's group-fairness rates (selection rate, true and false positive
+rate) and the demographic-parity and equalized-odds differences and ratios from per-segment
+confusion counts (predicted label x true label), never from raw rows.
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ from trustramp.metrics.intervals import Proportion, newcombe_interval, proportio
 __all__ = [
     "BiasAudit",
     "Disparity",
+    "FairnessRates",
     "Flag",
     "SegmentTests",
+    "benjamini_hochberg",
     "bias_audit",
     "disparity",
+    "fairness_rates",
     "holm",
     "segment_tests",
 ]
@@ -170,6 +181,51 @@ def holm(p_values: ArrayLike) -> FloatArray:
     return out
 
 
+def benjamini_hochberg(p_values: ArrayLike) -> FloatArray:
+    """Benjamini–Hochberg adjusted p-values (q-values; step-up; NaNs ignored and kept NaN).
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+        Raw p-values in [0, 1].
+
+    Returns
+    -------
+    ndarray
+        ``min_{j >= i} min(1, m p_(j) / j)`` in sorted order: the false-discovery-rate level at
+        which each hypothesis would just be rejected.
+
+    Examples
+    --------
+    >>> benjamini_hochberg([0.01, 0.04, 0.03]).tolist()
+    [0.03, 0.04, 0.04]
+    """
+    p = chk.as_float(p_values, "p_values").ravel()
+    finite = ~np.isnan(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise ValueError(f"p_values must be in [0, 1], got {p[finite & ((p < 0) | (p > 1))][:5]}")
+    out = np.full_like(p, math.nan)
+    q = p[finite]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    scaled = q[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    result = np.empty(m)
+    result[order] = adjusted
+    out[finite] = result
+    return out
+
+
+def _family(p_values: FloatArray, adjust: Any) -> FloatArray:
+    """Adjust segment-vs-rest p-values; two segments are one comparison (nothing to adjust)."""
+    finite = ~np.isnan(p_values)
+    if np.count_nonzero(finite) == 2:
+        return p_values.copy()
+    return adjust(p_values)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class SegmentTests:
     """Tests of a rate's homogeneity across segments."""
@@ -214,7 +270,8 @@ def segment_tests(k: ArrayLike, n: ArrayLike) -> SegmentTests:
     When every expected count of the segments x (success, failure) table is at least 5, the
     omnibus test is Pearson's chi-square test of homogeneity (no continuity correction).
     Otherwise each segment is tested against the rest with Fisher's exact test and the omnibus
-    p-value is the smallest Holm-adjusted one. Per-segment p-values (segment vs rest) are
+    p-value is the smallest Holm-adjusted one (with two segments, the one Fisher p-value: both
+    tables are the same comparison). Per-segment p-values (segment vs rest) are
     always reported; each 2x2 table uses chi-square or Fisher by its own expected counts.
     Empty segments are left out (NaN).
 
@@ -260,7 +317,8 @@ def segment_tests(k: ArrayLike, n: ArrayLike) -> SegmentTests:
             for i in range(kk.size)
         ]
     )
-    return SegmentTests("fisher", math.nan, float(np.nanmin(holm(fisher_p))), seg_p, tuple(methods))
+    omnibus = float(np.nanmin(_family(fisher_p, holm)))
+    return SegmentTests("fisher", math.nan, omnibus, seg_p, tuple(methods))
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +333,7 @@ class BiasAudit:
     table: pd.DataFrame
     """Columns: segment, k, n, value, ci_low, ci_high, diff_overall, diff_overall_low,
     diff_overall_high, diff_best, diff_best_low, diff_best_high, ratio_overall, ratio_best,
-    p_value, p_adjusted, test, flag, reason."""
+    p_value, p_adjusted, p_bh, test, flag, reason."""
     overall: Proportion
     """The overall rate (all segments pooled) with its Wilson interval."""
     best: Any
@@ -311,6 +369,7 @@ def _reason(
     p_adj: float,
     alpha: float,
     worse: bool,
+    min_effect: float = 0.0,
 ) -> str:
     if flag is Flag.INSUFFICIENT:
         return f"insufficient data: {int(n)} items, fewer than the minimum of {min_n}"
@@ -318,6 +377,12 @@ def _reason(
         return (
             f"worse than the other segments: {_pct(value)} vs {_pct(rest)} "
             f"(Holm-adjusted p = {p_adj:.2g} < {alpha:g})"
+        )
+    if math.isfinite(p_adj) and p_adj < alpha and worse:
+        return (
+            f"worse than the other segments but by less than the minimum effect: "
+            f"{_pct(value)} vs {_pct(rest)}, a gap under {_pct(min_effect)} "
+            f"(Holm-adjusted p = {p_adj:.2g})"
         )
     if math.isfinite(p_adj) and p_adj < alpha and not worse:
         return (
@@ -354,6 +419,7 @@ def bias_audit(
     min_n: int = 200,
     confidence: float = 0.95,
     alpha: float = 0.05,
+    min_effect: float = 0.0,
     higher_is_better: bool = True,
     segment: str = "segment",
     k: str = "k",
@@ -373,6 +439,9 @@ def bias_audit(
         Level of every interval.
     alpha : float, default 0.05
         Family-wise level of the flags (Holm-adjusted p-values are compared with it).
+    min_effect : float, default 0.0
+        Smallest absolute gap between the segment's rate and the rest's for a ``worse`` flag
+        (the config's ``statistics.min_effect``, 0.02 by default there).
     higher_is_better : bool, default True
         True for accuracy-like metrics, False for error or override rates.
     segment, k, n : str
@@ -386,8 +455,9 @@ def bias_audit(
         with ``w = n_s / N`` and the interval is the Newcombe interval against the rest scaled
         by ``1 - w``); ``diff_best`` (Newcombe against the best sufficient segment; NaN
         interval for the best itself); ``ratio_overall``, ``ratio_best``; ``p_value`` (segment
-        vs rest) and ``p_adjusted`` (Holm over the sufficient segments); ``flag`` in ok, worse,
-        insufficient, with a plain-words ``reason``.
+        vs rest), ``p_adjusted`` (Holm over the sufficient segments; two segments are one
+        comparison, left unadjusted) and ``p_bh`` (Benjamini–Hochberg over the same family);
+        ``flag`` in ok, worse, insufficient, with a plain-words ``reason``.
 
     Examples
     --------
@@ -402,6 +472,8 @@ def bias_audit(
     min_n = chk.positive_int(min_n, "min_n")
     chk.level(confidence)
     chk.level(alpha, "alpha")
+    if not 0.0 <= min_effect < 1.0:
+        raise ValueError(f"min_effect must be in [0, 1), got {min_effect!r}")
     seg = _per_segment(frame, segment, k, n)
     ks, ns = seg[k].to_numpy(dtype=float), seg[n].to_numpy(dtype=float)
     big_k, big_n = ks.sum(), ns.sum()
@@ -434,20 +506,34 @@ def bias_audit(
 
     tests = segment_tests(ks, ns)
     p_adj = np.full(ns.size, math.nan)
-    p_adj[sufficient] = holm(tests.segment_p_values[sufficient])
+    p_bh = np.full(ns.size, math.nan)
+    p_adj[sufficient] = _family(tests.segment_p_values[sufficient], holm)
+    p_bh[sufficient] = _family(tests.segment_p_values[sufficient], benjamini_hochberg)
     worse_dir = value < rest if higher_is_better else value > rest
+    with np.errstate(invalid="ignore"):
+        big_enough = np.abs(value - rest) >= min_effect - 1e-12
     flags: list[Flag] = []
     reasons: list[str] = []
     for i in range(ns.size):
         if not sufficient[i]:
             flag = Flag.INSUFFICIENT
-        elif math.isfinite(p_adj[i]) and p_adj[i] < alpha and worse_dir[i]:
+        elif math.isfinite(p_adj[i]) and p_adj[i] < alpha and worse_dir[i] and big_enough[i]:
             flag = Flag.WORSE
         else:
             flag = Flag.OK
         flags.append(flag)
         reasons.append(
-            _reason(flag, ns[i], min_n, value[i], rest[i], p_adj[i], alpha, bool(worse_dir[i]))
+            _reason(
+                flag,
+                ns[i],
+                min_n,
+                value[i],
+                rest[i],
+                p_adj[i],
+                alpha,
+                bool(worse_dir[i]),
+                min_effect,
+            )
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_overall = np.where(overall.value > 0, value / overall.value, math.nan)
@@ -469,9 +555,136 @@ def bias_audit(
             "ratio_best": ratio_best,
             "p_value": tests.segment_p_values,
             "p_adjusted": p_adj,
+            "p_bh": p_bh,
             "test": list(tests.segment_methods),
             "flag": [f.value for f in flags],
             "reason": reasons,
         }
     )
     return BiasAudit(table, overall, best_label, tests, higher_is_better)
+
+
+# --------------------------------------------------------------------------------------------
+# Group fairness from confusion counts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FairnessRates:
+    """fairlearn's group-fairness rates per segment and their disparities, for a positive class.
+
+    With several labels and no positive class named, every label is taken as the positive one
+    in turn (one-vs-rest); the frames then have one block per ``label``.
+    """
+
+    by_group: pd.DataFrame
+    """Columns: label, segment, n, positives (true label = label), selected (predicted =
+    label), selection_rate, tpr, fpr."""
+    summary: pd.DataFrame
+    """One row per label: demographic_parity_difference, demographic_parity_ratio,
+    equalized_odds_difference, equalized_odds_ratio (fairlearn's ``between_groups``
+    definitions: max - min and min / max over segments; equalized odds the worse of TPR and
+    FPR)."""
+
+    def _repr_html_(self) -> str:
+        return self.summary._repr_html_()  # type: ignore[no-any-return]
+
+
+def _spread(rates: pd.Series) -> tuple[float, float]:
+    r = rates.dropna()
+    if r.empty:
+        return math.nan, math.nan
+    hi, lo = float(r.max()), float(r.min())
+    return hi - lo, (lo / hi if hi > 0 else math.nan)
+
+
+def fairness_rates(
+    frame: pd.DataFrame,
+    *,
+    positive_label: Any = None,
+    segment: str = "segment",
+    predicted: str = "predicted_label",
+    actual: str = "human_label",
+    n: str = "n",
+) -> FairnessRates:
+    """Selection rate, TPR and FPR per segment, with demographic-parity and equalized-odds gaps.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Confusion counts: one row per (segment, predicted label, true label) with its count
+        ``n`` (repeated keys are summed, so a per-day frame works).
+    positive_label : optional
+        The positive class. None: every label that occurs is audited one-vs-rest.
+    segment, predicted, actual, n : str
+        Column names.
+
+    Returns
+    -------
+    FairnessRates
+        Rates are NaN where undefined (TPR of a segment with no positives, FPR with no
+        negatives) and are left out of the differences and ratios.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"segment": ["a", "a", "b", "b"], "predicted_label": ["y", "n", "y", "n"],
+    ...                   "human_label": ["y", "n", "n", "y"], "n": [30, 70, 10, 90]})
+    >>> r = fairness_rates(f, positive_label="y")
+    >>> r.by_group["selection_rate"].tolist(), round(r.summary["demographic_parity_difference"][0], 2)
+    ([0.3, 0.1], 0.2)
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in (segment, predicted, actual, n) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame has no column(s) {missing}; columns are {list(frame.columns)}")
+    counts = frame[[segment, predicted, actual, n]].dropna(subset=[predicted, actual])
+    cnt = counts[n].to_numpy(dtype=float)
+    if np.any(cnt < 0) or not np.all(np.isfinite(cnt)):
+        raise ValueError(f"column {n!r} must hold non-negative counts")
+    if positive_label is None:
+        labels = sorted(set(counts[predicted]) | set(counts[actual]), key=str)
+    else:
+        labels = [positive_label]
+    groups, summary = [], []
+    for label in labels:
+        pos = (counts[actual] == label).to_numpy()
+        sel = (counts[predicted] == label).to_numpy()
+        parts = pd.DataFrame(
+            {
+                "segment": counts[segment].to_numpy(),
+                "n": cnt,
+                "positives": cnt * pos,
+                "selected": cnt * sel,
+                "tp": cnt * (pos & sel),
+                "fp": cnt * (~pos & sel),
+            }
+        )
+        g = parts.groupby("segment", sort=True).sum()
+        negatives = g["n"] - g["positives"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g["selection_rate"] = np.where(g["n"] > 0, g["selected"] / g["n"], math.nan)
+            g["tpr"] = np.where(g["positives"] > 0, g["tp"] / g["positives"], math.nan)
+            g["fpr"] = np.where(negatives > 0, g["fp"] / negatives, math.nan)
+        dp_d, dp_r = _spread(g["selection_rate"])
+        tpr_d, tpr_r = _spread(g["tpr"])
+        fpr_d, fpr_r = _spread(g["fpr"])
+        summary.append(
+            {
+                "label": label,
+                "demographic_parity_difference": dp_d,
+                "demographic_parity_ratio": dp_r,
+                "equalized_odds_difference": float(np.nanmax([tpr_d, fpr_d]))
+                if np.isfinite([tpr_d, fpr_d]).any()
+                else math.nan,
+                "equalized_odds_ratio": float(np.nanmin([tpr_r, fpr_r]))
+                if np.isfinite([tpr_r, fpr_r]).any()
+                else math.nan,
+            }
+        )
+        g = g.reset_index().drop(columns=["tp", "fp"])
+        g.insert(0, "label", label)
+        groups.append(g)
+    columns = ["label", "segment", "n", "positives", "selected", "selection_rate", "tpr", "fpr"]
+    by_group = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=columns)
+    return FairnessRates(by_group[columns], pd.DataFrame(summary))
