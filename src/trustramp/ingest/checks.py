@@ -154,6 +154,14 @@ def _checks(
                 f"'{n} ' || {_echo(e)} || ' is not {kind_word}'",
             )
         )
+    if col.type is ColType.JSON:
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {_repeats_key(v)}",
+                f"duplicate_key:{n}",
+                f"'{n} ' || {_echo(e)} || ' repeats a key (parsers differ on which value counts)'",
+            )
+        )
     if col.type in (ColType.FLOAT, ColType.INT):
         out.append(
             (
@@ -195,6 +203,15 @@ def _checks(
                 f"'{n} ' || {_echo(e)} || ' is not one of {', '.join(col.enum)}'",
             )
         )
+    if col.type is ColType.TIMESTAMP and text is None:  # text, not a typed Parquet timestamp
+        out.append(
+            (
+                f"{v} IS NOT NULL AND {_bad_offset(s)}",
+                f"unparseable:{n}",
+                f"'{n} ' || {_echo(e)} || ' has an impossible UTC offset (accepted: "
+                f"{OFFSET_RANGE}, minutes below 60)'",
+            )
+        )
     if col.type is ColType.TIMESTAMP:
         out.append(
             (
@@ -231,6 +248,32 @@ def _checks(
     return out
 
 
+OFFSET_RANGE = "-12:00 to +14:00"
+"""The UTC offsets in use on Earth. DuckDB reads any two digits as hours (`+99`, `+25:00`) and
+carries minutes over (`+05:75`), which moves a row to another day: such values are quarantined."""
+_OFFSET_MINUTES = (-12 * 60, 14 * 60)
+_OFFSET_RE = (
+    r":[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*([+-])([0-9]{2}):?([0-9]{2})?(?::?([0-9]{2}))?$"
+)
+"""A trailing offset after a time of day (`HH:MM[:SS[.f]]`), so that a date's `-01` is not one."""
+
+
+def _bad_offset(s: str) -> str:
+    """SQL: the text `s` ends in a UTC offset outside `OFFSET_RANGE`, or with minutes or seconds
+    of 60 or more."""
+    rx = quote_literal(_OFFSET_RE)
+
+    def part(i: int) -> str:
+        return f"coalesce(TRY_CAST(nullif(regexp_extract({s}, {rx}, {i}), '') AS INTEGER), 0)"
+
+    sign = f"CASE WHEN regexp_extract({s}, {rx}, 1) = '-' THEN -1 ELSE 1 END"
+    lo, hi = _OFFSET_MINUTES
+    return (
+        f"(regexp_matches({s}, {rx}) AND NOT ({part(3)} < 60 AND {part(4)} < 60 AND "
+        f"{sign} * ({part(2)} * 60 + {part(3)}) BETWEEN {lo} AND {hi}))"
+    )
+
+
 def _fmt(x: float | None, default: str) -> str:
     if x is None:
         return default
@@ -238,18 +281,40 @@ def _fmt(x: float | None, default: str) -> str:
 
 
 def validation_sql(
-    schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str, source: str = "batch"
+    schema: Schema,
+    source_types: Mapping[str, pa.DataType],
+    fmt: str,
+    source: str = "batch",
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """The checking query for one batch shape (reads `source`, by default the registered `batch`,
     and the temp table `_segments`).
+
+    `names` maps the source's data columns to the file's names for them (the readers name data
+    columns by position, see `readers.source_names`); None means every column of `source_types`
+    not starting with `_` is a data column under its own name. A data column named "" (unnamed,
+    e.g. after a trailing comma) must be empty; it is never an extra.
 
     Three steps, so that good rows pay only for what they keep: `cols` types the values (source
     columns are carried on under generated names `_c<i>`, which no header can collide with),
     `judged` finds the first failed check, and the result adds the message and the raw copy only
     to the rows that failed.
     """
-    data_cols = [c for c in source_types if not c.startswith("_")] if fmt != "jsonl" else []
+    if fmt == "jsonl":
+        names = {}
+    elif names is None:
+        names = {c: c for c in source_types if not c.startswith("_")}
+    data_cols = list(names)
     refs = {c: f"_c{i}" for i, c in enumerate(data_cols)}
+    # Contract columns by their contract name: the file's name equals it exactly (a name equal
+    # to it but for case fails the file before this; see `case_mismatches`).
+    contract = {names[c]: c for c in data_cols if names[c] in schema.names}
+    aliases = "".join(
+        f", {quote_ident(c)} AS {quote_ident(n)}" for n, c in contract.items() if c != n
+    )
+    source_types = {n: source_types[c] for n, c in contract.items()} | {
+        k: v for k, v in source_types.items() if k.startswith("_") and k not in names
+    }
     texts = {c.name: _text_expr(c.name, source_types, fmt) for c in schema.columns}
     keep = [FILE] if FILE in source_types else []
     inner = [*keep, f"{ROW}", f"{LINE}"]
@@ -264,10 +329,10 @@ def validation_sql(
             + ") AS _blank"
         )
     inner += [f"{quote_ident(c)} AS {refs[c]}" for c in data_cols]
-    whens = list(_pre_checks(source_types, fmt))
+    whens = list(_pre_checks(source_types, fmt, names, refs))
     for c in schema.columns:
         if _native(c.name, source_types, fmt):
-            ref = refs[c.name]
+            ref = refs[contract[c.name]]
             echo = _text_expr(c.name, source_types, fmt, ref=ref)
             whens.extend(_checks(c, schema, text=ref, echo=echo))
         else:
@@ -275,7 +340,7 @@ def validation_sql(
             whens.extend(_checks(c, schema))
     for c in schema.columns:
         inner.append(f"{_typed_expr(c, texts[c.name], source_types, fmt)} AS v_{c.name}")
-    inner.append(f"{_extra_expr(schema, source_types, fmt)} AS {EXTRA}")
+    inner.append(f"{_extra_expr(schema, names, fmt)} AS {EXTRA}")
     reason = "CASE " + " ".join(f"WHEN {cond} THEN '{r}'" for cond, r, _ in whens) + " END"
     detail = "CASE " + " ".join(f"WHEN {cond} THEN {d}" for cond, _, d in whens) + " END"
 
@@ -296,13 +361,13 @@ def validation_sql(
     item = "v_item_id" if "item_id" in schema.names else "NULL"
     outputs = ", ".join(f"{v} AS {quote_ident(n)}" for n, v in typed.items())
     return f"""
-WITH src AS (SELECT *{json_ok} FROM {source}),
+WITH src AS (SELECT *{aliases}{json_ok} FROM {source}),
 cols AS (SELECT {", ".join(inner)} FROM src),
 judged AS (SELECT *, {reason} AS _reason FROM cols)
 SELECT {"".join(k + ", " for k in keep)}{ROW}, {LINE}, {outputs}, {EXTRA}, _reason,
        CASE WHEN _reason IS NOT NULL THEN {detail} END AS _detail,
        md5_number_lower({item}) AS {ITEM_KEY},
-       CASE WHEN _reason IS NOT NULL THEN left({_raw_expr(source_types, fmt, refs)}, 4096) END
+       CASE WHEN _reason IS NOT NULL THEN left({_raw_expr(names, fmt, refs)}, 4096) END
          AS _raw
 FROM judged
 """
@@ -321,8 +386,14 @@ def row_hash_sql(schema: Schema, alias: str) -> str:
     return f"md5_number_lower(concat_ws(chr(31), {hashed}))"
 
 
-def _pre_checks(source_types: Mapping[str, pa.DataType], fmt: str) -> list[tuple[str, str, str]]:
-    """Checks of the row as a whole, before any column: malformed CSV rows, bad JSON lines."""
+def _pre_checks(
+    source_types: Mapping[str, pa.DataType],
+    fmt: str,
+    names: Mapping[str, str],
+    refs: Mapping[str, str],
+) -> list[tuple[str, str, str]]:
+    """Checks of the row as a whole, before any column: malformed CSV rows, bad JSON lines,
+    values in unnamed columns."""
     if fmt == "jsonl":
         return [
             (f"{JSON_LINE} IS NULL", "invalid_utf8", "'the line is not valid UTF-8 text'"),
@@ -331,6 +402,12 @@ def _pre_checks(source_types: Mapping[str, pa.DataType], fmt: str) -> list[tuple
                 "malformed_json",
                 f"'the line is not a JSON object: ' || {_echo(JSON_LINE)}",
             ),
+            (
+                f"CASE WHEN _json_ok THEN {_repeats_key(JSON_LINE)} END",
+                "duplicate_key",
+                f"'the object repeats a key (parsers differ on which value counts): ' || "
+                f"{_echo(JSON_LINE)}",
+            ),
         ]
     checks = []
     if MALFORMED in source_types:
@@ -338,33 +415,57 @@ def _pre_checks(source_types: Mapping[str, pa.DataType], fmt: str) -> list[tuple
             (
                 f"{MALFORMED} IS NOT NULL",
                 "malformed_row",
-                f"'the row has ' || {MALFORMED} || ' fields, the header has "
-                f"{len([c for c in source_types if not c.startswith('_')])}'",
+                f"'the row has ' || {MALFORMED} || ' fields, the header has {len(names)}'",
             )
         )
+    for i, c in enumerate(names):
+        if names[c] == "":
+            ref = refs[c]
+            value = f"CAST({ref} AS VARCHAR)"
+            checks.append(
+                (
+                    f"coalesce({value}, '') <> ''",
+                    "malformed_row",
+                    f"'the row has a value in column {i + 1}, which has no name in the header: ' "
+                    f"|| {_echo(value)}",
+                )
+            )
     if fmt == "csv":
         checks.append(("_blank", "empty_row", "'the row is empty'"))
     return checks
 
 
-def _extra_expr(schema: Schema, source_types: Mapping[str, pa.DataType], fmt: str) -> str:
+def _repeats_key(expr: str) -> str:
+    """True when the JSON object `expr` has a key twice at its top level."""
+    return f"len(json_keys({expr})) <> len(list_distinct(json_keys({expr})))"
+
+
+def _extra_expr(schema: Schema, names: Mapping[str, str], fmt: str) -> str:
     if fmt == "jsonl":
         patch = "{" + ", ".join(f'"{n}": null' for n in schema.names) + "}"
         merged = f"json_merge_patch({JSON_LINE}, {quote_literal(patch)})"
         return f"CASE WHEN _json_ok AND {merged} <> '{{}}' THEN CAST({merged} AS VARCHAR) END"
-    extras = [c for c in source_types if c not in schema.names and not c.startswith("_")]
+    extras = [(c, n) for c, n in names.items() if n not in schema.names and n != ""]
     if not extras:
         return "CAST(NULL AS VARCHAR)"
-    fields = ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in extras)
-    return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
+    # json_object, not a struct: its keys are values, so names that differ only by case (or
+    # that are not valid identifiers) stay distinct.
+    fields = ", ".join(f"{quote_literal(n)}, {quote_ident(c)}" for c, n in extras)
+    return f"CAST(json_object({fields}) AS VARCHAR)"
 
 
-def _raw_expr(source_types: Mapping[str, pa.DataType], fmt: str, refs: Mapping[str, str]) -> str:
+def _raw_expr(names: Mapping[str, str], fmt: str, refs: Mapping[str, str]) -> str:
     """The row as read (JSON of its columns), from the carried-on source columns `refs`."""
     if fmt == "jsonl":
         return f"coalesce({JSON_LINE}, '<not UTF-8>')"
-    fields = ", ".join(f"{quote_literal(c)}: {refs[c]}" for c in refs)
-    return f"CAST(to_json({{{fields}}}) AS VARCHAR)"
+    fields = ", ".join(f"{quote_literal(names[c])}, {refs[c]}" for c in refs)
+    return f"CAST(json_object({fields}) AS VARCHAR)"
+
+
+def case_mismatches(schema: Schema, columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(file's name, contract name) of the columns that match a contract column only by case."""
+    lower = {n.lower(): n for n in schema.names}
+    return [(c, lower[c.lower()]) for c in columns if c not in schema.names and c.lower() in lower]
 
 
 def missing_columns(schema: Schema, columns: Sequence[str]) -> list[str]:

@@ -1,9 +1,12 @@
 """Read input files as a stream of Arrow record batches, in file order, with row and line numbers.
 
 Every batch carries the file's columns plus `_row` (1-based record number) and `_line` (the physical
-line where the record starts; the row number for Parquet). CSV and JSON Lines values arrive as
-strings: typing and validation happen in SQL, where a bad value becomes a quarantine reason instead
-of an exception. Memory is bounded by the batch size, never by the file size.
+line where the record starts; the row number for Parquet). The file's columns are named by position,
+`_c0`, `_c1`, ..., with the file's own name in the field's metadata (`source_names`): no header can
+collide with a column of ours (`_line`, `_row`, ...) or with another header that differs only by
+case (DuckDB's identifiers are case-insensitive). CSV and JSON Lines values arrive as strings:
+typing and validation happen in SQL, where a bad value becomes a quarantine reason instead of an
+exception. Memory is bounded by the batch size and the field size limit, never by the file size.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,39 @@ FORMATS = {
     ".pq": "parquet",
 }
 BATCH_ROWS = 262_144
+NAME_KEY = b"trustramp.name"
+"""Field metadata of a data column: the column's name in the file (empty for an unnamed column)."""
+MAX_COLUMNS = 1_000
+"""Most columns a CSV or Parquet file may have (the contract has at most 14; the rest are kept in
+`_extra`). Checked on the header, before any row is read. TRUSTRAMP_MAX_COLUMNS overrides it."""
+
+
+def max_columns() -> int:
+    value = os.environ.get("TRUSTRAMP_MAX_COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_COLUMNS
+
+
+def data_field(i: int, name: str, typ: pa.DataType) -> pa.Field:
+    """The batch field of the file's column `i` (named `name` in the file)."""
+    return pa.field(f"_c{i}", typ, metadata={NAME_KEY: name.encode("utf-8", "surrogatepass")})
+
+
+def source_names(schema: pa.Schema) -> dict[str, str]:
+    """The data columns of a reader's batch schema: batch column -> the file's name for it."""
+    return {
+        f.name: f.metadata[NAME_KEY].decode("utf-8", "surrogatepass")
+        for f in schema
+        if f.metadata and NAME_KEY in f.metadata
+    }
+
+
+def _check_width(path: Path, n: int) -> None:
+    limit = max_columns()
+    if n > limit:
+        raise InputFileError(
+            f"{path}: the file has {n:,} columns, more than the {limit:,} accepted "
+            f"(TRUSTRAMP_MAX_COLUMNS); keep the contract's columns and a few extras"
+        )
 
 
 def file_format(path: Path) -> str:
@@ -89,6 +126,8 @@ def open_source(path: Path, *, batch_rows: int = BATCH_ROWS, exact: bool = False
 
 
 def _csv_header(path: Path) -> list[str]:
+    """The header's names, stripped; "" for an unnamed column (e.g. after a trailing comma)."""
+    _field_limit()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), None)
@@ -101,8 +140,9 @@ def _csv_header(path: Path) -> list[str]:
         raise InputFileError(f"{path}: cannot parse the CSV header ({e})") from None
     if not header or not any(h.strip() for h in header):
         raise InputFileError(f"{path}: no header row")
+    _check_width(path, len(header))
     names = [h.strip() for h in header]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
         raise InputFileError(f"{path}: duplicate column names in the header: {', '.join(dupes)}")
     return names
@@ -110,8 +150,9 @@ def _csv_header(path: Path) -> list[str]:
 
 def _open_csv(path: Path, batch_rows: int, *, exact: bool = False) -> Source:
     names = _csv_header(path)
-    batches = _csv_exact(path, names, batch_rows) if exact else _csv_fast(path, names)
-    return Source(path, "csv", names, batches)
+    fields = [data_field(i, n, pa.string()) for i, n in enumerate(names)]
+    batches = _csv_exact(path, fields, batch_rows) if exact else _csv_fast(path, fields)
+    return Source(path, "csv", [n for n in names if n], batches)
 
 
 CSV_BLOCK_BYTES = 1 << 20
@@ -124,7 +165,7 @@ class NeedsExactReader(Exception):
     """A CSV row has the wrong number of fields: restart the file on the exact reader."""
 
 
-def _csv_fast(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
+def _csv_fast(path: Path, fields: list[pa.Field]) -> Iterator[pa.RecordBatch]:
     """pyarrow's streaming reader. Line numbers count embedded newlines; blank lines stay rows.
 
     A row with the wrong field count raises NeedsExactReader: the caller discards what it staged
@@ -132,6 +173,8 @@ def _csv_fast(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
     """
     row = 0
     line = 2  # the header is line 1
+    names = [f.name for f in fields]
+    schema = pa.schema([*fields, pa.field(ROW, pa.int64()), pa.field(LINE, pa.int64())])
     try:
         reader = pacsv.open_csv(
             path,
@@ -156,7 +199,8 @@ def _csv_fast(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
             line = int(starts[-1] + 1 + newlines[-1])
             rows = np.arange(row + 1, row + n + 1, dtype=np.int64)
             row += n
-            yield batch.append_column(ROW, pa.array(rows)).append_column(LINE, pa.array(starts))
+            arrays = [*batch.columns, pa.array(rows), pa.array(starts)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
     except pa.ArrowInvalid as e:
         if "Expected" in str(e) and "columns" in str(e):
             raise NeedsExactReader(str(e)) from None
@@ -174,17 +218,33 @@ def _arrow_reason(e: Exception) -> str:
     return text
 
 
-CSV_FIELD_LIMIT = 1 << 30
-"""Largest CSV field the exact reader accepts (Python's default, 128 KiB, would fail a whole file
-for one long field that the fast reader reads fine)."""
+CSV_FIELD_LIMIT = 16 << 20
+"""Largest CSV field (characters) the exact reader accepts: a longer one fails the file, naming its
+line, instead of holding hundreds of MB. (Python's default, 128 KiB, would fail a whole file for one
+long field that the fast reader reads fine.) A field longer than a fast-reader block is read by
+the exact reader, so this is the limit for every field."""
+
+
+def _field_limit() -> None:
+    if csv.field_size_limit() != CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+
 
 MALFORMED = "_malformed"
 """Column set by the exact CSV reader: the field count of a row that does not match the header."""
 
 
-def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _csv_exact(path: Path, fields: list[pa.Field], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Python's csv module: exact line numbers, malformed rows kept (flagged) rather than lost."""
-    width = len(names)
+    width = len(fields)
+    schema = pa.schema(
+        [
+            *fields,
+            pa.field(ROW, pa.int64()),
+            pa.field(LINE, pa.int64()),
+            pa.field(MALFORMED, pa.int64()),
+        ]
+    )
     cols: list[list[str | None]] = [[] for _ in range(width)]
     rows: list[int] = []
     lines: list[int] = []
@@ -197,7 +257,7 @@ def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.Rec
             pa.array(lines, pa.int64()),
             pa.array(bad, pa.int64()),
         ]
-        batch = pa.RecordBatch.from_arrays(arrays, names=[*names, ROW, LINE, MALFORMED])
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         for c in cols:
             c.clear()
         rows.clear()
@@ -205,8 +265,8 @@ def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.Rec
         bad.clear()
         return batch
 
-    if csv.field_size_limit() < CSV_FIELD_LIMIT:
-        csv.field_size_limit(CSV_FIELD_LIMIT)
+    _field_limit()
+    start = 2
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -229,7 +289,13 @@ def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.Rec
             f"{path}: the file is not valid UTF-8 text ({e.reason}); re-save it as UTF-8"
         ) from None
     except csv.Error as e:
-        raise InputFileError(f"{path}: cannot parse as CSV ({e})") from None
+        where = f"line {start}: "
+        if "field larger than field limit" in str(e):
+            raise InputFileError(
+                f"{path}: {where}a field is longer than {CSV_FIELD_LIMIT >> 20} MiB characters, "
+                f"the limit; nothing of the file was ingested"
+            ) from None
+        raise InputFileError(f"{path}: {where}cannot parse as CSV ({e})") from None
     if rows:
         yield flush()
 
@@ -237,8 +303,36 @@ def _csv_exact(path: Path, names: list[str], batch_rows: int) -> Iterator[pa.Rec
 # -- JSON Lines --------------------------------------------------------------------------------
 
 
+_WIDE_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
 def _open_jsonl(path: Path, batch_rows: int) -> Source:
+    _check_jsonl_encoding(path)
     return Source(path, "jsonl", [], _jsonl_batches(path, batch_rows))
+
+
+def _check_jsonl_encoding(path: Path) -> None:
+    """A UTF-16 or UTF-32 file (a byte order mark, or NUL bytes in its first line) fails as a file,
+    as a CSV does: every one of its lines would be a junk row. Other bytes that are not UTF-8 stay
+    a property of their line (quarantined `invalid_utf8`)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot read ({e.strerror})") from None
+    encoding = next((enc for bom, enc in _WIDE_BOMS.items() if head.startswith(bom)), None)
+    first = head.split(b"\n", 1)[0]
+    if encoding is None and first.count(b"\x00") * 4 >= len(first) > 0:
+        encoding = "UTF-16 or UTF-32"  # ASCII text in a wide encoding: every other byte is NUL
+    if encoding:
+        raise InputFileError(
+            f"{path}: the file is not valid UTF-8 text (it is {encoding}); re-save it as UTF-8"
+        )
 
 
 def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -284,19 +378,28 @@ def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
 def _open_parquet(path: Path, batch_rows: int) -> Source:
     try:
         pf = pq.ParquetFile(path)
-        names = list(pf.schema_arrow.names)
+        arrow_schema = pf.schema_arrow
     except (pa.ArrowException, OSError) as e:
         raise InputFileError(f"{path}: cannot read as Parquet: {e}") from None
-    return Source(path, "parquet", names, _parquet_batches(path, pf, batch_rows))
+    names = list(arrow_schema.names)
+    _check_width(path, len(names))
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputFileError(f"{path}: duplicate column names: {', '.join(dupes)}")
+    fields = [data_field(i, f.name, f.type) for i, f in enumerate(arrow_schema)]
+    schema = pa.schema([*fields, pa.field(ROW, pa.int64()), pa.field(LINE, pa.int64())])
+    return Source(path, "parquet", names, _parquet_batches(path, pf, schema, batch_rows))
 
 
-def _parquet_batches(path: Path, pf: pq.ParquetFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(
+    path: Path, pf: pq.ParquetFile, schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):
             n = batch.num_rows
             rows = pa.array(np.arange(row + 1, row + n + 1, dtype=np.int64))
             row += n
-            yield batch.append_column(ROW, rows).append_column(LINE, rows)
+            yield pa.RecordBatch.from_arrays([*batch.columns, rows, rows], schema=schema)
     except (pa.ArrowException, OSError) as e:
         raise InputFileError(f"{path}: cannot read as Parquet (row {row + 1} on): {e}") from None

@@ -45,7 +45,15 @@ from trustramp.contract import (
 )
 from trustramp.errors import TrustrampError
 from trustramp.ingest.checks import lake_columns, row_hash_sql, validation_sql
-from trustramp.ingest.readers import FILE, LINE, ROW, NeedsExactReader, Source, file_format
+from trustramp.ingest.readers import (
+    FILE,
+    LINE,
+    ROW,
+    NeedsExactReader,
+    Source,
+    file_format,
+    source_names,
+)
 from trustramp.store.duck import quote_ident, quote_literal, translated
 from trustramp.store.lake import Home, relations
 
@@ -274,7 +282,9 @@ def _plain_schema(path: Path) -> pa.Schema | None:
     except (pa.ArrowException, OSError):
         return None
     names = s.names
-    if len(set(names)) != len(names) or any(n.startswith("_") or n in _RESERVED for n in names):
+    if len({n.lower() for n in names}) != len(names):  # DuckDB's names ignore case
+        return None
+    if any(not n or n.startswith("_") or n.lower() in _RESERVED for n in names):
         return None
     if not all(any(ok(f.type) for ok in _PLAIN_TYPES) for f in s):
         return None
@@ -347,7 +357,7 @@ class _Stream:
                 for batch in source.batches:
                     if self.schema is None:
                         self.schema = batch.schema
-                    if not batch.schema.equals(self.schema):
+                    if not batch.schema.equals(self.schema, check_metadata=True):
                         self.alone.append(i)
                         break
                     tag = pa.array(np.full(batch.num_rows, i, dtype=np.int32))
@@ -370,7 +380,8 @@ def _check_stream(
         assert stream.schema is not None
         types = {f.name: f.type for f in stream.schema}
         types[FILE] = pa.int32()
-        query = validation_sql(schema, types, stream.fmts[int(first.column(FILE)[0].as_py())])
+        fmt = stream.fmts[int(first.column(FILE)[0].as_py())]
+        query = validation_sql(schema, types, fmt, names=source_names(stream.schema))
         reader = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
         con.register("batch", reader)
         try:
@@ -401,7 +412,7 @@ def _check_batches(
     for batch in source.batches:
         if query is None:
             types = {f.name: f.type for f in batch.schema}
-            query = validation_sql(schema, types, source.fmt)
+            query = validation_sql(schema, types, source.fmt, names=source_names(batch.schema))
         con.register("batch", batch)
         try:
             with translated(f"{source.path}: checking rows"):
