@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def _quiet_dependencies() -> None:
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }.items():
         os.environ.setdefault(key, value)
+    # Great Expectations imports pyspark when it is installed (the optional Spark engine), and
+    # pyspark warns about pandas 3 on import: nothing a trustramp user can act on.
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support", category=FutureWarning
+    )
 
 
 def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +44,59 @@ def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TrustrampError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # the file system said no (read-only, full, a file for a folder)
+            from trustramp.store.outputs import storage_error
+
+            err = storage_error("files", Path(e.filename or "."), e)
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(err.exit_code)
 
     return wrapper
+
+
+THIRD_PARTY_LOGGERS = ("great_expectations", "prefect", "httpx", "urllib3", "asyncio", "numexpr")
+"""Loggers kept at WARNING even with -v: -v shows trustramp's progress, not its dependencies'."""
+
+
+class _EchoHandler(logging.Handler):
+    """Log records to the current stderr (click.echo: also under a test runner)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.name != "trustramp.progress":
+                text = f"{record.levelname.lower()}: {record.name}: {text}"
+            click.echo(text, err=True)
+        except Exception:  # a log line must never break the run
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool) -> None:
+    """-v: trustramp's INFO lines (stages, rows, seconds); on a terminal (or with
+    TRUSTRAMP_PROGRESS set) the stage lines alone; warnings always. Restored when the command ends.
+    """
+    ours, stages = logging.getLogger("trustramp"), logging.getLogger("trustramp.progress")
+    saved = (ours.level, ours.propagate, stages.level)
+    handler = _EchoHandler()
+    ours.addHandler(handler)
+    ours.propagate = False
+    ours.setLevel(logging.INFO if verbose else logging.WARNING)
+    show_stages = verbose or sys.stderr.isatty() or bool(os.environ.get("TRUSTRAMP_PROGRESS"))
+    stages.setLevel(logging.INFO if show_stages else logging.WARNING)
+    quiet = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def restore() -> None:
+        ours.removeHandler(handler)
+        ours.setLevel(saved[0])
+        ours.propagate = saved[1]
+        stages.setLevel(saved[2])
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
+
+    click.get_current_context().call_on_close(restore)
 
 
 def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -97,7 +154,13 @@ wait_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trustramp")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show trustramp's progress on stderr: stages, rows, seconds (on a terminal the stage "
+    "lines show anyway).",
+)
 @click.option(
     "--memory-limit",
     envvar="TRUSTRAMP_MEMORY_LIMIT",
@@ -116,10 +179,7 @@ def main(verbose: bool, memory_limit: str | None) -> None:
     Start with `trustramp demo`.
     """
     _quiet_dependencies()
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _setup_logging(verbose)
 
 
 @main.command()
@@ -289,7 +349,9 @@ def evaluate(
     records the verdict in the catalog's `runs` history. Exits 0 whatever the verdict unless
     --fail-on names it.
     """
+    from trustramp.errors import NoDataError
     from trustramp.orchestrate import prefect_requested, run_flow
+    from trustramp.pipeline import NoDataResult
     from trustramp.pipeline import evaluate as run_evaluate
 
     failing = _fail_on(fail_on)
@@ -307,6 +369,8 @@ def evaluate(
             wait_seconds=wait_seconds,
             full_recompute=full_recompute,
         )
+        if isinstance(result, NoDataResult):  # data for the flow run, exit 6 here
+            raise NoDataError(result.message)
     else:
         result = run_evaluate(
             feature,
@@ -461,13 +525,20 @@ def thresholds_whatif(
     """Replay a routing policy on the logged traffic of the monitoring window: items and
     accuracy per band, human workload per day, against the config's current policy.
     Bands not given keep the config's thresholds."""
-    from trustramp.pipeline import whatif
+    from trustramp.config import load_config
+    from trustramp.pipeline import check_policy, whatif
 
     policy = {
         k: v for k, v in (("auto", auto), ("confirm", confirm), ("review", review)) if v is not None
     }
     if not policy:
         raise click.UsageError("give at least one of --auto, --confirm, --review")
+    routing = load_config(config_path).routing
+    check_policy(
+        policy,
+        {"auto": routing.auto, "confirm": routing.confirm, "review": routing.review},
+        flag="--{}",
+    )
     replay = whatif(
         policy,
         feature,

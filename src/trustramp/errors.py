@@ -38,3 +38,9 @@ class NoDataError(TrustrampError):
     """A command needs data that the lake does not have (e.g. evaluate before any ingest)."""
 
     exit_code = 6
+
+
+class UsageError(TrustrampError, ValueError):
+    """An argument cannot be used: a bad date, bands out of order, a path that does not exist."""
+
+    exit_code = 2

@@ -7,20 +7,82 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
+import itertools
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from trustramp.config import RolloutConfig, load_config
+from trustramp.errors import NoDataError, UsageError
 from trustramp.ingest import IngestReport, ingest_paths
 
+if TYPE_CHECKING:
+    import duckdb
+
+    from trustramp.decide.evidence import Evidence
+    from trustramp.decide.thresholds import Replay
+    from trustramp.decide.verdict import Verdict
+    from trustramp.evaluation import GatePopulation, Thresholds, Windows
+    from trustramp.notify import NotifyReport
+    from trustramp.store.aggregates import Aggregates
+    from trustramp.store.daycache import Refresh
+    from trustramp.store.lake import Home
+
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("trustramp.progress")
+"""Stage lines (what runs, rows, seconds): shown with `-v`, and on a terminal."""
+
+DateLike = dt.date | dt.datetime | str
+"""What `as_of` accepts: a date, a datetime (its date) or an ISO string such as "2026-11-20"."""
+
+
+def as_date(value: DateLike | None, *, name: str = "as_of") -> dt.date | None:
+    """A date from a date, a datetime or an ISO string (None stays None).
+
+    >>> as_date("2026-11-20")
+    datetime.date(2026, 11, 20)
+    """
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+        try:
+            return dt.datetime.fromisoformat(text).date()
+        except ValueError:
+            raise UsageError(
+                f"{name} {value[:40]!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-20"
+            ) from None
+    raise UsageError(f"{name} must be a date or a YYYY-MM-DD string, got {type(value).__name__}")
+
+
+@contextmanager
+def stage(name: str, **details: object) -> Iterator[dict[str, object]]:
+    """Log a stage line on the way out: `name: k v, ..., 1.2 s` (details may be added inside)."""
+    t0 = time.perf_counter()
+    yield details
+    parts = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in details.items()]
+    progress_log.info("%s: %s", name, ", ".join([*parts, f"{time.perf_counter() - t0:.1f} s"]))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 def configured_segments(configs: Sequence[RolloutConfig]) -> list[str]:
@@ -41,19 +103,44 @@ def ingest(
     memory_limit: str | None = None,
     progress: Callable[[int, int, Path], None] | None = None,
 ) -> IngestReport:
-    """Ingest files or folders into the lake at `home` (see `trustramp.ingest.ingest_paths`)."""
+    """Ingest files or folders into the lake at `home` (see `trustramp.ingest.ingest_paths`).
+
+    Raises
+    ------
+    UsageError
+        When a path does not exist (a file or folder not found is a mistake in the call, not
+        an input file that failed).
+    """
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(
+            f"not found: {', '.join(missing[:3])}"
+            + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            + " (no such file or folder)"
+        )
     loaded = [c if isinstance(c, RolloutConfig) else load_config(c) for c in configs] or [
         load_config(None)
     ]
-    return ingest_paths(
-        paths,
-        home,
-        kind=kind,
-        segments=configured_segments(loaded),
-        wait_seconds=wait_seconds,
-        memory_limit=memory_limit,
-        on_file=progress,
-    )
+    from trustramp.store.outputs import writing
+
+    with stage("ingest") as line, writing("the lake", Path(home)):
+        report = ingest_paths(
+            paths,
+            home,
+            kind=kind,
+            segments=configured_segments(loaded),
+            wait_seconds=wait_seconds,
+            memory_limit=memory_limit,
+            on_file=progress,
+        )
+        line.update(
+            files=len(report.files),
+            failed=len(report.failed),
+            rows_read=report.total("rows_read"),
+            new=report.total("rows_new"),
+            quarantined=report.total("rows_quarantined"),
+        )
+    return report
 
 
 def run_demo(
@@ -101,37 +188,221 @@ def run_demo(
     return lines
 
 
-# -- evaluate ---------------------------------------------------------------------------------------
+# -- results ----------------------------------------------------------------------------------------
+
+
+def _table_html(frame: pd.DataFrame, *, float_format: str = "{:.3f}") -> str:
+    """A small frame as an HTML table (values escaped)."""
+    if frame.empty:
+        return "<p><em>none</em></p>"
+    return frame.to_html(
+        index=False, escape=True, na_rep="", float_format=float_format.format, border=0
+    )
+
+
+def _h(value: object) -> str:
+    return html.escape(str(value))
 
 
 @dataclass
 class EvaluationResult:
-    """What one evaluation produced; `verdict` is data, whatever it says."""
+    """What one evaluation produced; `verdict` is data, whatever it says.
+
+    Attributes
+    ----------
+    feature, as_of : the feature and the evaluated day.
+    verdict : the decided verdict (`verdict.to_dict()` is verdict.json).
+    thresholds : the recommended routing thresholds (thresholds.yaml).
+    metrics : the tidy metrics table (metrics.parquet).
+    evidence : the counts and statistics the verdict was decided from.
+    run_dir : the folder the run's outputs were published to.
+    extras : `recomputed_days` and `cached_days` of the day cache.
+    """
 
     feature: str
     as_of: dt.date
-    verdict: Any
-    thresholds: Any
+    verdict: Verdict
+    thresholds: Thresholds
     metrics: pd.DataFrame
-    evidence: Any
+    evidence: Evidence
     run_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, list[dt.date]] = field(default_factory=dict)
 
-    def _repr_html_(self) -> str:  # a notebook shows the verdict and its criteria as tables
-        import html
-
-        v = self.verdict.to_dict()
-        crit = pd.DataFrame(v["criteria"])
+    def __repr__(self) -> str:
+        v = self.verdict
+        outcomes = pd.Series([c.outcome.value for c in v.criteria], dtype=object).value_counts()
+        crit = ", ".join(f"{n} {o}" for o, n in outcomes.items()) or "none"
+        step = f" {v.step}%" if v.step else ""
         return (
-            f"<h3>{html.escape(self.feature)} as of {self.as_of}: "
-            f"{html.escape(v['verdict'])}</h3><ul>"
-            + "".join(f"<li>{html.escape(r)}</li>" for r in v["reasons"])
-            + "</ul>"
-            + (crit.to_html(index=False) if len(crit) else "")
+            f"EvaluationResult(feature={self.feature!r}, as_of={self.as_of}, "
+            f"verdict={v.verdict.value}, phase={v.phase.value}{step}, criteria: {crit}, "
+            f"run_dir='{self.run_dir}')"
+        )
+
+    def _repr_html_(self) -> str:
+        """The verdict, why, its criteria, firing alerts and the data window, as HTML tables."""
+        v = self.verdict.to_dict()
+        crit = pd.DataFrame(
+            v["criteria"],
+            columns=[
+                "name",
+                "segment",
+                "comparator",
+                "threshold",
+                "value",
+                "ci_low",
+                "n",
+                "outcome",
+            ],
+        )
+        alerts = pd.DataFrame(
+            [a for a in v["alerts"] if a.get("level")],
+            columns=["level", "metric", "segment", "value", "threshold", "action"],
+        )
+        d = v["data"]
+        data = (
+            f"window {_h(d['window_start'])} .. {_h(d['window_end'])}: "
+            f"{d['predictions']:,} predictions, {d['labeled']:,} labeled, "
+            f"{d['quarantined']:,} rows quarantined"
+        )
+        step = f" {v['step']}%" if v.get("step") else ""
+        return (
+            f"<div><h3>{_h(self.feature)} as of {self.as_of}: {_h(v['verdict'])} "
+            f"(phase {_h(v['phase'])}{step})</h3>"
+            "<ul>" + "".join(f"<li>{_h(r)}</li>" for r in v["reasons"]) + "</ul>"
+            f"<h4>Criteria</h4>{_table_html(crit)}"
+            f"<h4>Alerts firing</h4>{_table_html(alerts)}"
+            f"<p>{data}. Thresholds: {_h(_bands_line(self.thresholds))}. "
+            f"Outputs: <code>{_h(self.run_dir)}</code></p></div>"
         )
 
 
-def _miscalibrated(evidence: Any, cfg: RolloutConfig) -> bool:
+def _bands_line(th: Thresholds) -> str:
+    return ", ".join(
+        f"{b.band} {'none' if b.threshold is None else f'{b.threshold:.2f}'}"
+        for b in th.recommended.bands
+        if b.band != "human"
+    )
+
+
+@dataclass
+class ThresholdsResult:
+    """Recommended routing thresholds of one feature as of a day (`to_yaml()` is the patch)."""
+
+    feature: str
+    as_of: dt.date
+    thresholds: Thresholds
+
+    def to_yaml(self) -> str:
+        return self.thresholds.to_yaml()
+
+    def bands(self) -> pd.DataFrame:
+        """One row per band: threshold, change, share, accuracy with its interval, n, guarantee."""
+        return pd.DataFrame(
+            [
+                {
+                    "band": b.band,
+                    "threshold": b.threshold,
+                    "change": b.change,
+                    "share": b.share,
+                    "accuracy": b.accuracy,
+                    "ci_low": b.ci_low,
+                    "ci_high": b.ci_high,
+                    "n": b.n,
+                    "guarantee": b.guarantee or b.reason,
+                }
+                for b in self.thresholds.recommended.bands
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ThresholdsResult(feature={self.feature!r}, as_of={self.as_of}, "
+            f"stage={self.thresholds.stage!r}, {_bands_line(self.thresholds)})"
+        )
+
+    def _repr_html_(self) -> str:
+        rec = self.thresholds.recommended
+        return (
+            f"<div><h3>{_h(self.feature)} thresholds as of {self.as_of}</h3>"
+            f"<p>stage: {_h(self.thresholds.stage)}; population: {_h(rec.population)}</p>"
+            f"{_table_html(self.bands())}</div>"
+        )
+
+
+@dataclass
+class WhatIfResult:
+    """A proposed routing policy replayed on logged traffic, against the config's current one."""
+
+    feature: str
+    as_of: dt.date
+    policy: dict[str, float | None]
+    """The proposed thresholds (bands not given keep the config's)."""
+    current: dict[str, float | None]
+    replay: Replay
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per policy and band over the window: items, share, items per day, accuracy, interval."""
+        return self.replay.summary
+
+    @property
+    def workload(self) -> pd.DataFrame:
+        """Per policy and day: items not auto-processed (`human_workload`)."""
+        return self.replay.workload
+
+    @property
+    def by_day(self) -> pd.DataFrame:
+        return self.replay.by_day
+
+    def workload_per_day(self) -> dict[str, float]:
+        """Mean human workload per day, per policy (`proposed`, `current`)."""
+        means = self.workload.groupby("policy")["human_workload"].mean()
+        return {str(k): float(v) for k, v in means.items()}
+
+    def __repr__(self) -> str:
+        work = ", ".join(f"{p} {w:,.0f}" for p, w in self.workload_per_day().items())
+        policy = " ".join(f"{k}={v}" for k, v in self.policy.items())
+        return (
+            f"WhatIfResult(feature={self.feature!r}, as_of={self.as_of}, {policy}; "
+            f"human workload per day: {work or 'n/a'})"
+        )
+
+    def _repr_html_(self) -> str:
+        cols = [
+            c
+            for c in ("policy", "band", "threshold", "items", "share", "accuracy", "ci_low")
+            if c in self.summary.columns
+        ]
+        work = pd.DataFrame(
+            list(self.workload_per_day().items()), columns=["policy", "human workload per day"]
+        )
+        return (
+            f"<div><h3>{_h(self.feature)} what-if as of {self.as_of}</h3>"
+            f"{_table_html(self.summary[cols])}{_table_html(work, float_format='{:,.0f}')}</div>"
+        )
+
+
+@dataclass(frozen=True)
+class NoDataResult:
+    """An evaluation that had no predictions to evaluate (the CLI's exit 6), returned as data
+    by the Prefect flows: the run did what it could, it did not break."""
+
+    feature: str
+    as_of: dt.date
+    message: str
+
+    def __repr__(self) -> str:
+        return f"NoDataResult(feature={self.feature!r}, as_of={self.as_of}: {self.message})"
+
+    def _repr_html_(self) -> str:
+        return f"<p><strong>{_h(self.feature)} as of {self.as_of}</strong>: {_h(self.message)}</p>"
+
+
+# -- evaluate ---------------------------------------------------------------------------------------
+
+
+def _miscalibrated(evidence: Evidence, cfg: RolloutConfig) -> bool:
     """SPEC 3.5: miscalibrated only when the consistency test rejects and ECE is over threshold."""
     c = evidence.calibration
     return bool(
@@ -153,41 +424,101 @@ def _resolve_config(
     return cfg
 
 
+def _windows(cfg: RolloutConfig, as_of: dt.date) -> Windows:
+    """The evaluation's windows; an as-of whose window starts before year 1 is a usage error."""
+    from trustramp.evaluation import windows_for
+
+    try:
+        return windows_for(cfg, as_of)
+    except OverflowError:
+        st = cfg.statistics
+        raise UsageError(
+            f"as-of {as_of} is too early: its windows reach "
+            f"{max(st.window_days, st.maturation_days + st.window_days, 14)} days back, "
+            "before the first representable date"
+        ) from None
+
+
+def _check_data(
+    con: duckdb.DuckDBPyConnection, home: Home, cfg: RolloutConfig, win: Windows
+) -> None:
+    """Refuse early (NoDataError, exit 6) when the feature has no predictions in the window."""
+    from trustramp.store import aggregates as agg
+
+    span = agg.data_window(con, cfg.feature)
+    if span is None:
+        present = agg.features(con)
+        if present:
+            raise NoDataError(
+                f"no predictions for feature {cfg.feature!r} in {home.root}; the lake has "
+                f"{', '.join(repr(f) for f in present[:10])}"
+                + (f" and {len(present) - 10} more" if len(present) > 10 else "")
+                + ": pass --feature NAME (or a --config whose feature is one of them)"
+            )
+        raise NoDataError(
+            f"no predictions for feature {cfg.feature!r} in {home.root}; "
+            "ingest some first (trustramp ingest PATH)"
+        )
+    first, last = span
+    if last < win.monitor_start or first > win.as_of:
+        raise NoDataError(
+            f"no predictions for {cfg.feature} in the window {win.monitor_start}..{win.as_of}; "
+            f"the data covers {first}..{last}: pass --as-of {last}"
+        )
+
+
 def _load_aggregates(
-    con: Any,
-    home: Any,
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
     cfg: RolloutConfig,
     as_of: dt.date,
     *,
     wait_seconds: float,
     full_recompute: bool = False,
-) -> tuple[Any, Any, Any]:
+) -> tuple[Windows, Aggregates, Refresh]:
     """(windows, aggregates, refresh) for an evaluation: refresh the day cache, then read it."""
-    from trustramp.errors import NoDataError
-    from trustramp.evaluation import windows_for
-    from trustramp.store import aggregates as agg
     from trustramp.store import daycache
     from trustramp.store.lock import writer_lock
 
-    if agg.data_window(con, cfg.feature) is None:
-        raise NoDataError(
-            f"no predictions for feature {cfg.feature!r} in {home.root}; "
-            "ingest some first (trustramp ingest PATH)"
-        )
-    win = windows_for(cfg, as_of)
+    win = _windows(cfg, as_of)
+    _check_data(con, home, cfg, win)
     bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
     # The day cache is written, then read, under the lock: another writer (an ingest, another
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
-    with writer_lock(home.root, wait_seconds=wait_seconds):
-        refreshed = daycache.refresh(
-            con, home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
-        )
-        aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
+    with stage("aggregates", days=(as_of - win.first).days + 1) as line:
+        with writer_lock(home.root, wait_seconds=wait_seconds):
+            refreshed = daycache.refresh(
+                con,
+                home,
+                cfg.feature,
+                win.first,
+                as_of,
+                bins=bins,
+                grid_step=step,
+                full=full_recompute,
+            )
+            aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
+        line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
     return win, aggs, refreshed
 
 
-def _customer_grid(con: Any, cfg: RolloutConfig, win: Any, pop: Any) -> pd.DataFrame | None:
+def _open_home(
+    home: str | Path, *, memory_limit: str | None = None
+) -> tuple[Home, duckdb.DuckDBPyConnection]:
+    """The home folder (created if missing) and a reader on its catalog; a home that cannot
+    be created or written is a StoreError naming it."""
+    from trustramp.store.lake import Home, reader
+    from trustramp.store.outputs import writing
+
+    with writing("the home folder (lake and catalog)", Path(home)):
+        h = Home.at(home)
+        return h, reader(h, memory_limit=memory_limit)
+
+
+def _customer_grid(
+    con: duckdb.DuckDBPyConnection, cfg: RolloutConfig, win: Windows, pop: GatePopulation
+) -> pd.DataFrame | None:
     """Per-customer threshold counts of the certified population (None without a version)."""
     from trustramp.store import aggregates as agg
 
@@ -202,25 +533,57 @@ def recommend_thresholds(
     feature: str | None = None,
     *,
     home: str | Path,
-    as_of: dt.date | None = None,
+    as_of: DateLike | None = None,
     config: str | Path | RolloutConfig | None = None,
     wait_seconds: float = 600.0,
-) -> Any:
-    """Recommended routing thresholds (global, per segment, progression stage, what-if)."""
+) -> ThresholdsResult:
+    """Recommended routing thresholds (global, per segment, progression stage, what-if).
+
+    `as_of` is a date, a datetime or an ISO string (default: yesterday, UTC). Raises
+    `NoDataError` when the feature has no predictions in the window, `UsageError` for a bad
+    date.
+    """
     from trustramp.evaluation import gate_population, recommend
-    from trustramp.store.lake import Home, reader
 
     cfg = _resolve_config(feature, config)
-    as_of = as_of or yesterday()
-    h = Home.at(home)
-    con = reader(h)
+    day = as_date(as_of) or yesterday()
+    h, con = _open_home(home)
     try:
-        win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
+        win, aggs, _ = _load_aggregates(con, h, cfg, day, wait_seconds=wait_seconds)
         pop = gate_population(aggs, win, cfg)
         cust_grid = _customer_grid(con, cfg, win, pop)
     finally:
         con.close()
-    return recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
+    with stage("thresholds", version=pop.version or "none"):
+        th = recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
+    return ThresholdsResult(feature=cfg.feature, as_of=day, thresholds=th)
+
+
+BAND_ORDER = ("review", "confirm", "auto")
+"""Routing bands from the lowest threshold to the highest."""
+
+
+def check_policy(
+    policy: dict[str, float | None], current: dict[str, float | None], *, flag: str = "{}"
+) -> None:
+    """Raise UsageError unless `policy` over `current` keeps review <= confirm <= auto.
+
+    `flag` formats a band's name in the message (the CLI passes "--{}"); a band the policy
+    does not set is named as the config's.
+    """
+    full = {**current, **policy}
+
+    def name(band: str) -> str:
+        return flag.format(band) if band in policy else f"the config's {band}"
+
+    given = [(b, full[b]) for b in BAND_ORDER if full.get(b) is not None]
+    for (lo, lo_v), (hi, hi_v) in itertools.pairwise(given):
+        assert lo_v is not None and hi_v is not None
+        if lo_v > hi_v and (lo in policy or hi in policy):
+            raise UsageError(
+                f"{name(lo)} {lo_v} is above {name(hi)} {hi_v}: bands must be ordered "
+                "review <= confirm <= auto"
+            )
 
 
 def whatif(
@@ -228,40 +591,50 @@ def whatif(
     feature: str | None = None,
     *,
     home: str | Path,
-    as_of: dt.date | None = None,
+    as_of: DateLike | None = None,
     config: str | Path | RolloutConfig | None = None,
     wait_seconds: float = 600.0,
-) -> Any:
+) -> WhatIfResult:
     """Replay a routing policy on the logged traffic of the monitoring window, against the
-    config's current policy: items per band per day, accuracy per band, human workload."""
+    config's current policy: items per band per day, accuracy per band, human workload.
+
+    `policy` maps bands (`auto`, `confirm`, `review`) to thresholds; bands not given keep the
+    config's. Raises `UsageError` when the bands end up out of order.
+    """
     from trustramp.decide.thresholds import replay_policy
     from trustramp.evaluation import _between, gate_population, grid_frame
-    from trustramp.store.lake import Home, reader
 
     cfg = _resolve_config(feature, config)
-    as_of = as_of or yesterday()
-    h = Home.at(home)
-    con = reader(h)
-    try:
-        win, aggs, _ = _load_aggregates(con, h, cfg, as_of, wait_seconds=wait_seconds)
-    finally:
-        con.close()
-    current = {
+    current: dict[str, float | None] = {
         "auto": cfg.routing.auto,
         "confirm": cfg.routing.confirm,
         "review": cfg.routing.review,
     }
+    unknown = set(policy) - set(current)
+    if unknown:
+        raise UsageError(
+            f"unknown band(s) {', '.join(sorted(unknown))}; expected auto, confirm, review"
+        )
+    check_policy(policy, current)
+    day = as_date(as_of) or yesterday()
+    h, con = _open_home(home)
+    try:
+        win, aggs, _ = _load_aggregates(con, h, cfg, day, wait_seconds=wait_seconds)
+    finally:
+        con.close()
     full = {**current, **policy}
     version = gate_population(aggs, win, cfg).version
     traffic = _between(aggs.cells, win.monitor_start, win.as_of)
     traffic = traffic[traffic["model_version"] == version]  # one version's traffic, not doubled
-    return replay_policy(
-        grid_frame(traffic, cfg.routing.grid_step, ["day"]),
-        full,
-        current=current,
-        step=cfg.routing.grid_step,
-        confidence_level=cfg.statistics.confidence_level,
-    )
+    with stage("whatif", version=version or "none"):
+        replay = replay_policy(
+            grid_frame(traffic, cfg.routing.grid_step, ["day"]),
+            full,
+            current=current,
+            step=cfg.routing.grid_step,
+            confidence_level=cfg.statistics.confidence_level,
+        )
+    return WhatIfResult(feature=cfg.feature, as_of=day, policy=full, current=current, replay=replay)
 
 
 def yesterday() -> dt.date:
@@ -273,7 +646,7 @@ def evaluate(
     *,
     home: str | Path,
     reports: str | Path,
-    as_of: dt.date | None = None,
+    as_of: DateLike | None = None,
     config: str | Path | RolloutConfig | None = None,
     wait_seconds: float = 600.0,
     memory_limit: str | None = None,
@@ -285,10 +658,20 @@ def evaluate(
     ----------
     feature : the feature; default: the config's `feature`.
     home, reports : the lake/catalog folder and the outputs folder.
-    as_of : the evaluated day (default: yesterday, UTC).
+    as_of : the evaluated day: a date, a datetime or an ISO string such as "2026-11-20"
+        (default: yesterday, UTC).
     config : a rollout config (file or object); default: the playbook defaults.
     full_recompute : recompute every day's aggregates instead of only the days that new
         predictions or late decisions touched since the last run.
+
+    Raises
+    ------
+    NoDataError
+        The feature has no predictions in the window (the message gives the data's range).
+    UsageError
+        A bad `as_of` (not a date, or too early to have a window).
+    StoreError
+        The home or the reports folder cannot be read or written (read-only, full disk).
     """
     from trustramp import __version__
     from trustramp.decide.evidence import Count
@@ -304,15 +687,21 @@ def evaluate(
     )
     from trustramp.report import write_index, write_report
     from trustramp.store import aggregates as agg
-    from trustramp.store.lake import Home, reader
     from trustramp.store.lock import writer_lock
-    from trustramp.store.outputs import publish_run, record_run, run_dir, write_json, write_metrics
+    from trustramp.store.outputs import (
+        publish_run,
+        record_run,
+        run_dir,
+        write_json,
+        write_metrics,
+        writing,
+    )
 
     cfg = _resolve_config(feature, config)
-    as_of = as_of or yesterday()
+    as_of = as_date(as_of) or yesterday()
     run_dir(Path(reports), cfg.feature, as_of)  # validates the name before any work
-    h = Home.at(home)
-    con = reader(h, memory_limit=memory_limit)
+    t0 = time.perf_counter()
+    h, con = _open_home(home, memory_limit=memory_limit)
     try:
         win, aggs, refreshed = _load_aggregates(
             con, h, cfg, as_of, wait_seconds=wait_seconds, full_recompute=full_recompute
@@ -401,15 +790,26 @@ def evaluate(
             )
     finally:
         con.close()
-    verdict = decide(evidence, cfg, trustramp_version=__version__, config_hash=cfg.hash())
-    table = metrics_table(
-        aggs, win, confidence=cfg.statistics.confidence_level, psi_min_n=cfg.statistics.psi_min_n
+    progress_log.info(
+        "evidence: version %s, %s labeled gate items, %.1f s",
+        pop.version or "none",
+        f"{evidence.accuracy['all'].n:,}" if "all" in evidence.accuracy else 0,
+        time.perf_counter() - t0,
     )
-    if extra_rows is not None and len(extra_rows):
-        table = pd.concat([table, extra_rows], ignore_index=True)
-    thresholds = recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
-    if recal is not None:
-        thresholds = dataclasses.replace(thresholds, recalibration=recal)
+    with stage("decide") as line:
+        verdict = decide(evidence, cfg, trustramp_version=__version__, config_hash=cfg.hash())
+        table = metrics_table(
+            aggs,
+            win,
+            confidence=cfg.statistics.confidence_level,
+            psi_min_n=cfg.statistics.psi_min_n,
+        )
+        if extra_rows is not None and len(extra_rows):
+            table = pd.concat([table, extra_rows], ignore_index=True)
+        thresholds = recommend(aggs, win, pop, cfg, customer_grid=cust_grid)
+        if recal is not None:
+            thresholds = dataclasses.replace(thresholds, recalibration=recal)
+        line.update(verdict=verdict.verdict.value, metric_rows=len(table))
     run_id = uuid.uuid4().hex[:12]
 
     def write(tmp: Path) -> None:
@@ -448,10 +848,12 @@ def evaluate(
         )
         write_report(inputs, tmp / "readiness.html")
 
-    with writer_lock(h.root, wait_seconds=wait_seconds):
-        out = publish_run(
-            Path(reports), cfg.feature, as_of, write, lake_commits=lake_commits, run_id=run_id
-        )
+    with stage("publish") as line, writer_lock(h.root, wait_seconds=wait_seconds):
+        with writing("the run's outputs", Path(reports)):
+            out = publish_run(
+                Path(reports), cfg.feature, as_of, write, lake_commits=lake_commits, run_id=run_id
+            )
+        line["outputs"] = out
         if out != run_dir(Path(reports), cfg.feature, as_of):
             log.warning(
                 "a run on newer data (more than %d ingest commits) is already published for %s "
@@ -462,25 +864,34 @@ def evaluate(
                 out,
             )
         v = verdict.to_dict()
-        record_run(
-            h,
-            {
-                "run_id": run_id,
-                "feature": cfg.feature,
-                "as_of": as_of,
-                "verdict": v["verdict"],
-                "phase": v["phase"],
-                "step": v["step"],
-                "config_hash": v["config_hash"],
-                "run_at": dt.datetime.now(dt.UTC),
-                "reasons": json.dumps(v["reasons"]),
-                "report": str(out),
-            },
-        )
-        from trustramp.store.lake import rebuild_catalog
+        with writing("the run history", h.state):
+            record_run(
+                h,
+                {
+                    "run_id": run_id,
+                    "feature": cfg.feature,
+                    "as_of": as_of,
+                    "verdict": v["verdict"],
+                    "phase": v["phase"],
+                    "step": v["step"],
+                    "config_hash": v["config_hash"],
+                    "run_at": dt.datetime.now(dt.UTC),
+                    "reasons": json.dumps(v["reasons"]),
+                    "report": str(out),
+                },
+            )
+            from trustramp.store.lake import rebuild_catalog
 
-        rebuild_catalog(h)
-    write_index(Path(reports))
+            rebuild_catalog(h)
+    with writing("the index of runs", Path(reports)):
+        write_index(Path(reports))
+    progress_log.info(
+        "evaluate %s as of %s: %s, %.1f s",
+        cfg.feature,
+        as_of,
+        v["verdict"],
+        time.perf_counter() - t0,
+    )
     return EvaluationResult(
         feature=cfg.feature,
         as_of=as_of,
@@ -510,7 +921,7 @@ def publish(result: EvaluationResult, *, reports: str | Path) -> Path:
 
 def notify(
     result: EvaluationResult, *, home: str | Path, config: str | Path | RolloutConfig | None = None
-) -> Any:
+) -> NotifyReport:
     """Send notifications of the run's new alerts (webhook from the config); never raises for
     delivery problems (they are logged and reported)."""
     from trustramp.notify import notify_verdict

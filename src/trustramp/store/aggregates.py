@@ -329,6 +329,13 @@ def data_window(con: duckdb.DuckDBPyConnection, feature: str) -> tuple[dt.date, 
     return None if lo is None else (lo, hi)
 
 
+def features(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The features that have predictions in the lake, sorted."""
+    with translated("reading the lake"):
+        rows = con.execute("SELECT DISTINCT feature FROM predictions ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
 def quarantine_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     with translated("reading the quarantine"):
         rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()

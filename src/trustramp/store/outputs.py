@@ -12,12 +12,14 @@ does not replace it: its outputs go to `<feature>/superseded/<as-of>-<run id>/` 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +30,32 @@ from trustramp.errors import StoreError
 from trustramp.store.lake import Home, replace_dir, sweep_siblings
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space and run again",
+    errno.EDQUOT: "the disk quota is used up; free some space and run again",
+    errno.EROFS: "the file system is read-only; pass a writable --home / --reports",
+    errno.EACCES: "no permission to write there; pass a writable --home / --reports",
+    errno.EPERM: "no permission to write there; pass a writable --home / --reports",
+    errno.ENOTDIR: "a file stands where a folder is expected; pass a folder",
+}
+
+
+def storage_error(what: str, path: Path, e: OSError) -> StoreError:
+    """One line for a file-system failure: what was being written, where, why, what to do."""
+    where = e.filename if e.filename else path
+    reason = e.strerror or type(e).__name__
+    hint = _HINTS.get(e.errno or 0)
+    return StoreError(f"cannot write {what} at {where}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+@contextmanager
+def writing(what: str, path: Path) -> Iterator[None]:
+    """Translate an OSError inside the block into a StoreError naming `what` and the path."""
+    try:
+        yield
+    except OSError as e:
+        raise storage_error(what, path, e) from e
 
 
 def run_dir(reports: Path, feature: str, as_of: dt.date) -> Path:
