@@ -222,13 +222,14 @@ def test_a_security_incident_is_a_rollback() -> None:
 
 
 def test_a_critical_accuracy_alert_pauses() -> None:
-    # 88.3% on 300 in the last 24 h: below the 90% critical level, but the exact upper bound
-    # (about 91%) does not prove accuracy is below the minimum, so no rollback.
-    ev = with_rolling(ready_evidence(), accuracy__enterprise=Count(265, 300))
-    v = decide(ev, ready_config(phase="controlled", step=10))
+    # 85.0% on 300 in the last 24 h: the exact 95% upper bound (88.3%) is below the 90% critical
+    # level (a critical alert), but not below an 85% rollback minimum, so no rollback. (With
+    # the playbook's 90% minimum, the same proof is also the rollback trigger's.)
+    ev = with_rolling(ready_evidence(), accuracy__enterprise=Count(255, 300))
+    v = decide(ev, ready_config(phase="controlled", step=10, rollback={"accuracy_min": 0.85}))
     assert v.verdict is VerdictKind.PAUSE
     assert not any(t.fired for t in v.rollback_triggers)
-    assert v.reasons[0].startswith("Critical alert: accuracy in enterprise is 88.3%")
+    assert v.reasons[0].startswith("Critical alert: accuracy in enterprise is 85.0%")
     assert (
         "Pause the rollout" in v.reasons[1]
         and "ML Lead (investigation, within 15 min)" in v.reasons[1]
@@ -580,6 +581,8 @@ def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], Evidence]:
     generated verdicts cover GO, HOLD, PAUSE and ROLLBACK."""
     phase, step = draw(st.sampled_from(PHASES))
     data = ready_data(phase=phase, step=step)
+    if draw(st.booleans()):  # a rollback minimum below the critical alert level: PAUSE between
+        data["rollback"] = {"accuracy_min": 0.85}
     good = ready_evidence()
 
     def count(n_lo: int, n_hi: int, lo: float, hi: float) -> Count:
@@ -754,13 +757,16 @@ def test_a_higher_confidence_level_never_turns_a_hold_into_a_go(
 
 def test_a_higher_confidence_level_also_asks_more_evidence_for_a_rollback() -> None:
     # 88.0% on 1,000 in the last 24 h: the one-sided 95% upper bound (89.7%) is below the 90%
-    # minimum, the 99% bound (90.4%) is not. The critical alert still pauses: never a GO.
+    # minimum, the 99% bound (90.4%) is not. Below the critical level on the point estimate
+    # only: not a pause, but never a GO.
     ev = with_rolling(ready_evidence(), accuracy__all=Count(880, 1_000))
     assert decide(ev, ready_config(phase="limited_beta")).verdict is VerdictKind.ROLLBACK
     strict = ready_config(
         phase="limited_beta", statistics={"edge_case_slices": [SLICE], "confidence_level": 0.99}
     )
-    assert decide(ev, strict).verdict is VerdictKind.PAUSE
+    v = decide(ev, strict)
+    assert v.verdict is VerdictKind.HOLD
+    assert any("on the point estimate only" in r for r in v.reasons)
 
 
 def test_in_shadow_quality_triggers_inform_but_do_not_roll_back() -> None:

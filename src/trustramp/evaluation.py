@@ -551,6 +551,7 @@ def build_evidence(
         ),
         min_n=st.min_segment_n,
         confidence=st.confidence_level,
+        min_effect=st.min_effect,
     )
     bias = {
         r.segment: SegmentFlag(r.segment, r.flag, r.reason, int(r.n))
@@ -933,7 +934,12 @@ def slice_audits(slices: dict[str, pd.DataFrame], config: RolloutConfig) -> list
         frame = counts.assign(segment=counts["value"].fillna("(missing)"))[["segment", "k", "n"]]
         if frame["n"].sum() == 0:
             continue
-        audit = m.bias_audit(frame, min_n=st.min_segment_n, confidence=st.confidence_level)
+        audit = m.bias_audit(
+            frame,
+            min_n=st.min_segment_n,
+            confidence=st.confidence_level,
+            min_effect=st.min_effect,
+        )
         for r in audit.table.itertuples():
             out.append(
                 {

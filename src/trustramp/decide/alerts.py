@@ -1,18 +1,38 @@
 """Alerts and automatic rollback triggers on the rolling 24 h evidence (SPEC 3.3, playbook 7-8).
 
 Alerts follow the config's table (accuracy below, latency p95 / error rate / override rate above a
-warning and a critical level), overall and for every configured segment. They are monitoring
-signals on point estimates: with at least ``alerts.min_n`` observations the value is compared with
-the levels; below that the alert reports ``insufficient data`` — it neither fires nor stays silent.
+warning and a critical level), overall and for every configured segment, **per model version**:
+the version being rolled out and production (`Evidence.rolling_24h_by_version`), never pooled —
+a day that mixes v1 predictions with v2 shadow predictions says nothing about either. Evidence
+without a per-version breakdown falls back to the pooled ``rolling_24h`` (``model_version`` None).
+
+Alerts are graded by evidence. With at least ``alerts.min_n`` observations:
+
+- **critical** when the critical level is crossed *with confidence*: for a metric that alerts
+  below (accuracy) the exact one-sided Clopper–Pearson upper bound at
+  ``statistics.confidence_level`` is below the critical level; for one that alerts above
+  (latency, error rate, override rate) the lower bound is above it. So a version whose true
+  accuracy sits on the line raises a critical alert (and a PAUSE) on at most 1 - confidence of
+  nights instead of every other night. Latency's bound is a distribution-free order-statistic
+  bound on the p95 (an `Observed` with ``ci_low``/``ci_high``); an `Observed` without an interval
+  is graded on its point estimate.
+- **warning** when the point estimate is past the warning level (or past the critical level
+  without the confidence to call it critical: such a warning, `Alert.past_critical`, does not
+  pause the rollout but blocks a GO).
+
+Below ``alerts.min_n`` the alert reports ``insufficient data`` — it neither fires nor stays silent.
 Override-rate alerts are skipped in a shadow-mode phase, where nothing is shown to override.
+
+A critical confidence drift (`Evidence.drift`: PSI against the baseline week past the
+sample-size-aware critical level) raises a ``psi`` alert whose action is to investigate and
+re-certify the routing thresholds; the verdict marks the thresholds for re-certification.
 
 Rollback triggers are stricter, because they recommend the kill switch: a proportion fires when its
 exact one-sided bound at the confidence level is past the limit (accuracy's upper bound below
 ``rollback.accuracy_min``, the error rate's lower bound above ``rollback.error_rate_max``,
 availability's upper bound below the SLA). When only a point estimate is available (an `Observed`
 without interval) it fires on the point estimate, and only with ``alerts.min_n`` observations.
-Any security incident active on the as-of day fires the security trigger. So a day at 88 % accuracy
-on a few hundred items raises a critical alert (PAUSE) without yet proving a rollback.
+Any security incident active on the as-of day fires the security trigger.
 """
 
 from __future__ import annotations
@@ -23,16 +43,24 @@ from enum import StrEnum
 from trustramp.config import AlertRule, EscalationStep, RolloutConfig
 from trustramp.contract import IncidentKind, Mode
 from trustramp.decide.eprocess import clopper_pearson_lower, clopper_pearson_upper
-from trustramp.decide.evidence import ALL, Count, Evidence, Observed
+from trustramp.decide.evidence import ALL, Count, Drift, Evidence, Observed
 
 __all__ = [
+    "DRIFT_ACTION",
     "Alert",
     "AlertLevel",
     "AlertStatus",
     "RollbackTrigger",
     "evaluate_alerts",
+    "evaluate_drift",
     "evaluate_rollback",
 ]
+
+DRIFT_ACTION = (
+    "investigate the shift in the model's confidence distribution and re-certify the routing "
+    "thresholds before relying on them"
+)
+"""The action of a confidence-drift (PSI) alert."""
 
 
 class AlertLevel(StrEnum):
@@ -52,6 +80,7 @@ _NAMES = {
     "error_rate": "error rate",
     "override_rate": "override rate",
     "availability": "availability",
+    "psi": "confidence drift (PSI)",
 }
 
 
@@ -62,6 +91,8 @@ def _fmt(metric: str, value: float | None) -> str:
         return f"{value / 1000:.1f} s" if value >= 1000 else f"{value:.0f} ms"
     if metric == "availability":
         return f"{100 * value:.2f}%"
+    if metric == "psi":
+        return f"{value:.3f}"
     return f"{100 * value:.1f}%"
 
 
@@ -71,10 +102,11 @@ def _where(segment: str) -> str:
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert rule checked for one segment on the last 24 h.
+    """One alert rule checked for one segment of one model version on the last 24 h.
 
-    ``threshold`` is the level's (the warning level when not firing); ``escalation`` is the
-    config's escalation path, with timings.
+    ``threshold`` is the level's (the warning level when not firing); ``bound`` is the one-sided
+    confidence bound on the side that alerts (the upper bound for accuracy, the lower bound for
+    the others; None without one); ``escalation`` is the config's escalation path, with timings.
     """
 
     metric: str
@@ -86,95 +118,179 @@ class Alert:
     n: int
     action: str
     escalation: tuple[EscalationStep, ...]
+    model_version: str | None = None
+    bound: float | None = None
+    below: bool = False
+    """True when the metric alerts below its levels (accuracy)."""
+    confidence: float = 0.95
+    critical: float | None = None
+    """The rule's critical level."""
+
+    @property
+    def past_critical(self) -> bool:
+        """A warning whose point estimate is past the critical level (not yet with confidence):
+        it does not pause, but it blocks a GO."""
+        if self.level is not AlertLevel.WARNING or self.critical is None or self.value is None:
+            return False
+        return self.value < self.critical if self.below else self.value > self.critical
+
+    def _subject(self) -> str:
+        name, where = _NAMES[self.metric], _where(self.segment)
+        version = f" of model {self.model_version}" if self.model_version is not None else ""
+        return f"{name}{version} {where}"
+
+    def _bound_words(self) -> str:
+        if self.bound is None:
+            return "point estimate"
+        word = "at most" if self.below else "at least"
+        conf = f"{round(100 * self.confidence)}%"
+        return f"{word} {_fmt(self.metric, self.bound)} at {conf} confidence"
 
     @property
     def sentence(self) -> str:
-        name, where = _NAMES[self.metric], _where(self.segment)
+        subject = self._subject()
         if self.status is AlertStatus.INSUFFICIENT:
-            return (
-                f"The {name} {where} cannot be checked: {self.n:,} observations in the last 24 h."
-            )
-        word = "below" if self.metric == "accuracy" else "above"
+            span = "7 days" if self.metric == "psi" else "24 h"
+            return f"The {subject} cannot be checked: {self.n:,} observations in the last {span}."
         if self.level is None:
-            return f"The {name} {where} is {_fmt(self.metric, self.value)}: no alert."
+            return f"The {subject} is {_fmt(self.metric, self.value)}: no alert."
+        word = "below" if self.below else "above"
+        if self.metric == "psi":
+            return (
+                f"{self.level.value.capitalize()} alert: {subject} is "
+                f"{_fmt(self.metric, self.value)} over the last 7 days against the baseline "
+                f"week ({word} the {self.level.value} level {_fmt(self.metric, self.threshold)} "
+                f"for these sample sizes, n = {self.n:,}); action: {self.action}."
+            )
+        unproven = (
+            f", past the critical {_fmt(self.metric, self.critical)} on the point estimate only"
+            if self.past_critical
+            else ""
+        )
         return (
-            f"{self.level.value.capitalize()} alert: {name} {where} is "
+            f"{self.level.value.capitalize()} alert: {subject} is "
             f"{_fmt(self.metric, self.value)} in the last 24 h ({word} "
-            f"{_fmt(self.metric, self.threshold)}, n = {self.n:,}); action: {self.action}."
+            f"{_fmt(self.metric, self.threshold)}; n = {self.n:,}, {self._bound_words()}"
+            f"{unproven}); action: {self.action}."
         )
 
 
-def _value_n(obs: Count | Observed | None) -> tuple[float | None, int]:
+def _value_n_bounds(
+    obs: Count | Observed | None, alpha: float
+) -> tuple[float | None, int, float | None, float | None]:
+    """(value, n, lower bound, upper bound): exact one-sided bounds for a Count."""
     if obs is None:
-        return None, 0
+        return None, 0, None, None
     if isinstance(obs, Count):
-        return obs.rate, obs.n
-    return obs.value, obs.n
+        if obs.n == 0:
+            return None, 0, None, None
+        return (
+            obs.rate,
+            obs.n,
+            clopper_pearson_lower(obs.k, obs.n, alpha=alpha),
+            clopper_pearson_upper(obs.k, obs.n, alpha=alpha),
+        )
+    return obs.value, obs.n, obs.ci_low, obs.ci_high
 
 
 def _check(
-    rule: AlertRule, segment: str, obs: Count | Observed | None, config: RolloutConfig
+    rule: AlertRule,
+    segment: str,
+    obs: Count | Observed | None,
+    config: RolloutConfig,
+    version: str | None = None,
 ) -> Alert:
-    value, n = _value_n(obs)
-    escalation = tuple(config.escalation)
+    level_conf = config.statistics.confidence_level
+    value, n, low, high = _value_n_bounds(obs, 1.0 - level_conf)
+    below = rule.direction == "below"
+    bound = high if below else low
+    common = {
+        "metric": rule.metric,
+        "segment": segment,
+        "value": value,
+        "n": n,
+        "action": rule.action,
+        "escalation": tuple(config.escalation),
+        "model_version": version,
+        "bound": bound,
+        "below": below,
+        "confidence": level_conf,
+        "critical": rule.critical,
+    }
     if value is None or n < config.alerts.min_n:
+        return Alert(status=AlertStatus.INSUFFICIENT, level=None, threshold=rule.warning, **common)
+
+    def beyond(x: float, t: float) -> bool:
+        return x < t if below else x > t
+
+    # Critical needs the bound past the critical level; without a bound, the point estimate.
+    if beyond(value if bound is None else bound, rule.critical):
         return Alert(
-            rule.metric,
-            segment,
-            AlertStatus.INSUFFICIENT,
-            None,
-            value,
-            rule.warning,
-            n,
-            rule.action,
-            escalation,
+            status=AlertStatus.FIRING, level=AlertLevel.CRITICAL, threshold=rule.critical, **common
         )
-    beyond = (lambda t: value < t) if rule.direction == "below" else (lambda t: value > t)
-    if beyond(rule.critical):
-        level, threshold = AlertLevel.CRITICAL, rule.critical
-    elif beyond(rule.warning):
-        level, threshold = AlertLevel.WARNING, rule.warning
-    else:
+    if beyond(value, rule.warning) or beyond(value, rule.critical):
         return Alert(
-            rule.metric,
-            segment,
-            AlertStatus.OK,
-            None,
-            value,
-            rule.warning,
-            n,
-            rule.action,
-            escalation,
+            status=AlertStatus.FIRING, level=AlertLevel.WARNING, threshold=rule.warning, **common
         )
-    return Alert(
-        rule.metric,
-        segment,
-        AlertStatus.FIRING,
-        level,
-        value,
-        threshold,
-        n,
-        rule.action,
-        escalation,
-    )
+    return Alert(status=AlertStatus.OK, level=None, threshold=rule.warning, **common)
+
+
+def _by_version(evidence: Evidence) -> list[tuple[str | None, object]]:
+    if evidence.rolling_24h_by_version:
+        return list(evidence.rolling_24h_by_version.items())
+    return [(None, evidence.rolling_24h)]
 
 
 def evaluate_alerts(evidence: Evidence, config: RolloutConfig) -> list[Alert]:
-    """Check every alert rule overall and for every configured segment.
+    """Check every alert rule overall and for every configured segment, per model version,
+    then the confidence drift of each version (`evaluate_drift`).
 
-    Returns every check (firing, ok and insufficient data), rules in config order and, within a
-    rule, ``"all"`` first then the configured segments.
+    Returns every check (firing, ok and insufficient data): versions in evidence order (the
+    one being rolled out first), within a version rules in config order and, within a rule,
+    ``"all"`` first then the configured segments.
     """
     shadow = config.phases[config.phase].mode is Mode.SHADOW
     out = []
-    for rule in config.alerts.rules:
-        if rule.metric == "override_rate" and shadow:
-            continue
-        for segment in (ALL, *config.segments):
-            out.append(
-                _check(rule, segment, evidence.rolling_24h.get((rule.metric, segment)), config)
-            )
+    for version, rolling in _by_version(evidence):
+        for rule in config.alerts.rules:
+            if rule.metric == "override_rate" and shadow:
+                continue
+            for segment in (ALL, *config.segments):
+                obs = rolling.get((rule.metric, segment))  # type: ignore[attr-defined]
+                out.append(_check(rule, segment, obs, config, version))
+    out += evaluate_drift(evidence, config)
     return out
+
+
+def evaluate_drift(evidence: Evidence, config: RolloutConfig) -> list[Alert]:
+    """One ``psi`` check per model version in `Evidence.drift`: critical past the
+    sample-size-aware critical level, warning past the warning level, else ok; insufficient
+    below ``statistics.psi_min_n`` current items or without a baseline."""
+    return [_drift_alert(d, config) for d in evidence.drift]
+
+
+def _drift_alert(d: Drift, config: RolloutConfig) -> Alert:
+    common = {
+        "metric": "psi",
+        "segment": ALL,
+        "value": d.psi,
+        "n": d.n_current,
+        "action": DRIFT_ACTION,
+        "escalation": tuple(config.escalation),
+        "model_version": d.model_version,
+        "confidence": config.statistics.confidence_level,
+    }
+    if d.status == "critical":
+        return Alert(
+            status=AlertStatus.FIRING, level=AlertLevel.CRITICAL, threshold=d.critical, **common
+        )
+    if d.status == "warning":
+        return Alert(
+            status=AlertStatus.FIRING, level=AlertLevel.WARNING, threshold=d.warning, **common
+        )
+    status = AlertStatus.INSUFFICIENT if d.status == "insufficient" else AlertStatus.OK
+    threshold = d.warning if d.warning == d.warning else 0.1  # NaN when insufficient
+    return Alert(status=status, level=None, threshold=threshold, **common)
 
 
 # --------------------------------------------------------------------------- rollback

@@ -31,6 +31,7 @@ __all__ = [
     "Calibration",
     "Count",
     "DataSummary",
+    "Drift",
     "Evidence",
     "Incident",
     "Observed",
@@ -196,6 +197,23 @@ class DataSummary:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """Confidence-distribution drift of one model version: PSI of the last 7 days against the
+    baseline week, with the sample-size-aware levels of `trustramp.metrics.psi_result`.
+
+    ``status`` is ``ok``, ``warning``, ``critical`` or ``insufficient``.
+    """
+
+    model_version: str
+    psi: float
+    warning: float
+    critical: float
+    status: str
+    n_baseline: int
+    n_current: int
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything a verdict needs, for one feature on one as-of date.
 
@@ -255,13 +273,22 @@ class Evidence:
     edge_cases: Mapping[str, Count] = field(default_factory=dict)
     baseline_accuracy: float | None = None
     data: DataSummary = DataSummary()
+    rolling_24h_by_version: Mapping[str, Mapping[tuple[str, str], Count | Observed]] = field(
+        default_factory=dict
+    )
+    """Per model version (the one being rolled out first, then production), the same keys as
+    ``rolling_24h`` restricted to that version's traffic; alerts are checked per version. Empty:
+    alerts fall back to ``rolling_24h`` (versions pooled)."""
+    drift: Sequence[Drift] = ()
+    """Confidence drift per model version (alerts and the thresholds' re-certification)."""
 
     def __post_init__(self) -> None:
         if self.window_start > self.window_end:
             raise ValueError(
                 f"window_start {self.window_start} is after window_end {self.window_end}"
             )
-        for metric, _segment in self.rolling_24h:
+        keys = [*self.rolling_24h, *(k for v in self.rolling_24h_by_version.values() for k in v)]
+        for metric, _segment in keys:
             if metric not in ROLLING_METRICS:
                 raise ValueError(
                     f"rolling_24h has unknown metric {metric!r}; expected one of "

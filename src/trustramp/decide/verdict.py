@@ -12,10 +12,14 @@ the segment plan, in this order of precedence:
 4. **HOLD** otherwise, with every blocking reason as a plain sentence.
 
 Warnings and alerts without enough data never block; they are listed after the blocking reasons.
+Alerts are per model version (see `trustramp.decide.alerts`). A critical confidence drift (PSI)
+is a critical alert — it blocks a GO like any other — and marks the routing thresholds for
+re-certification (``thresholds_recertify``).
 `Verdict.to_dict` gives exactly the SPEC keys plus extras under new keys (``model_version``,
 ``kill_switch``, ``confidence_level``, ``mode``, ``audience``, ``min_days``, ``days_in_phase``,
-``segments``, ``procedure``); the JSON Schema is package data ``verdict.schema.json``
-(`verdict_schema`).
+``segments``, ``procedure``, ``thresholds_recertify``; each alert's ``model_version``,
+``bound``, ``status``, ``n`` and ``message``); the JSON Schema is package data
+``verdict.schema.json`` (`verdict_schema`).
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ class Verdict:
     segments: SegmentPlan
     procedure: tuple[str, ...]
     """The manual rollback procedure (only on ROLLBACK)."""
+    thresholds_recertify: tuple[bool, str | None] = (False, None)
+    """(required, reason): a critical confidence drift asks for the thresholds' re-certification."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready ``verdict.json`` document (dates ISO, no NaN or infinity)."""
@@ -165,6 +171,10 @@ class Verdict:
                 ],
             },
             "procedure": list(self.procedure),
+            "thresholds_recertify": {
+                "required": self.thresholds_recertify[0],
+                "reason": self.thresholds_recertify[1],
+            },
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -202,10 +212,12 @@ def _alert(a: Alert) -> dict[str, Any]:
     return {
         "metric": a.metric,
         "segment": a.segment,
+        "model_version": a.model_version,
         "level": a.level.value if a.level else None,
         "status": a.status.value,
         "value": _num(a.value),
         "threshold": a.threshold,
+        "bound": _num(a.bound),
         "n": a.n,
         "action": a.action,
         "escalation": [e.model_dump(mode="json") for e in a.escalation],
@@ -255,7 +267,10 @@ def _insufficient_summary(alerts: list[Alert], min_n: int) -> str | None:
     if not thin:
         return None
     listed = ", ".join(
-        f"{a.metric} {'overall' if a.segment == 'all' else 'in ' + a.segment}" for a in thin
+        f"{a.metric}"
+        + (f" of model {a.model_version}" if a.model_version is not None else "")
+        + f" {'overall' if a.segment == 'all' else 'in ' + a.segment}"
+        for a in thin
     )
     return (
         f"{len(thin)} alert check{'s' if len(thin) > 1 else ''} had fewer than {min_n:,} "
@@ -362,6 +377,10 @@ def decide(
                 "mode, gradual re-rollout) and turn it off before advancing."
             )
         blockers += [a.sentence for a in critical]
+        # Past the critical level on the point estimate only: no pause, but no GO either.
+        unproven = [a.sentence for a in warnings if a.past_critical]
+        blockers += unproven
+        notes = [x for x in notes if x not in unproven]
         blockers += gate.blockers
         blockers += _checklist_reasons(checklists, gate.next)
         if blockers:
@@ -375,6 +394,12 @@ def decide(
             kind = VerdictKind.GO
             reasons = [_go_sentence(gate, config, evidence.model_version)]
     reasons += notes
+    drifted = [a for a in critical if a.metric == "psi"]
+    recertify = (
+        (True, " ".join(a.sentence for a in drifted) + " " + _escalation_sentence(config))
+        if drifted
+        else (False, None)
+    )
     return Verdict(
         feature=evidence.feature,
         as_of=evidence.as_of,
@@ -398,6 +423,7 @@ def decide(
         gate=gate,
         segments=plan,
         procedure=procedure,
+        thresholds_recertify=recertify,
     )
 
 
