@@ -8,12 +8,14 @@ never on the number of predictions.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from trustramp.store.duck import memory_limit_bytes, sql, translated
+from trustramp.store.engine import DuckEngine, Engine, as_engine
 
 LATENCY_LOG_BINS = 672
 LATENCY_MAX_MS = 600_000.0
@@ -115,14 +117,15 @@ def _chunk_rows(con: duckdb.DuckDBPyConnection) -> int:
     return max(int(CHUNK_ROWS * min(gb, 8.0)), 1)
 
 
-def _day_rows(con: duckdb.DuckDBPyConnection, feature: str) -> dict[dt.date, int]:
+def _day_rows(con: duckdb.DuckDBPyConnection | Engine, feature: str) -> dict[dt.date, int]:
     """Predictions per day of a feature (cheap: DuckDB counts them from the Parquet metadata)."""
-    with translated("reading the lake"):
-        rows = con.execute(
-            "SELECT date, count(*) FROM predictions WHERE feature = $feature GROUP BY date",
+    engine = as_engine(con)
+    with engine.translated("reading the lake"):
+        rows = engine.query(
+            "SELECT date, count(*) AS n FROM predictions WHERE feature = $feature GROUP BY date",
             {"feature": feature},
-        ).fetchall()
-    return {d: int(n) for d, n in rows}
+        )
+    return dict(zip(pd.to_datetime(rows["date"]).dt.date, rows["n"].astype(int), strict=True))
 
 
 def _chunks(
@@ -141,7 +144,7 @@ def _chunks(
 
 
 def compute_aggregates(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Engine,
     feature: str,
     start: dt.date,
     end: dt.date,
@@ -150,10 +153,13 @@ def compute_aggregates(
     grid_step: float = 0.01,
     days: list[dt.date] | None = None,
 ) -> Aggregates:
-    """Run the stage-1 queries on a connection that has the catalog's views.
+    """Run the stage-1 queries on a connection that has the catalog's views, or on an engine
+    (`store.engine`) that has the lake attached.
 
     `days` restricts the work to those prediction days within [start, end] (default: all).
+    DuckDB runs them in day chunks bounded by its memory limit; Spark in one job.
     """
+    engine = as_engine(con)
     p = {
         **_params(feature, start, end),
         "days": days,
@@ -170,14 +176,15 @@ def compute_aggregates(
     wanted = sorted(
         _all_days(start, end) if days is None else {d for d in days if start <= d <= end}
     )
-    day_rows = _day_rows(con, feature)
-    with translated(f"aggregating {feature} {start}..{end}"):
-        chunks = _chunks(wanted, day_rows, _chunk_rows(con))
-        parts = [_grouping_sets(con, p, c, len(day_rows)) for c in chunks]
+    day_rows = _day_rows(engine, feature)
+    chunk_rows = _chunk_rows(engine.con) if isinstance(engine, DuckEngine) else sys.maxsize
+    with engine.translated(f"aggregating {feature} {start}..{end}"):
+        chunks = _chunks(wanted, day_rows, chunk_rows)
+        parts = [_grouping_sets(engine, p, c, len(day_rows)) for c in chunks]
         # (an empty part, of days without predictions, would turn the dtypes into object)
         raw = pd.concat([f for f in parts if len(f)] or parts[:1], ignore_index=True)
-        lat = con.execute(lat_sql, _bound(lat_sql, p)).df()
-        conf = con.execute(conf_sql, _bound(conf_sql, p)).df()
+        lat = engine.query(lat_sql, _bound(lat_sql, p))
+        conf = engine.query(conf_sql, _bound(conf_sql, p))
     gid = raw.pop("grouping_id")
     cells = raw[gid == GROUPING["cells"]][
         ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES]
@@ -205,7 +212,7 @@ def compute_aggregates(
 
 
 def _grouping_sets(
-    con: duckdb.DuckDBPyConnection, params: dict[str, object], days: list[dt.date], lake_days: int
+    engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int
 ) -> pd.DataFrame:
     """cells.sql on some prediction days (all of [start, end] in `params` when `days` is empty)."""
     p = dict(params)
@@ -218,7 +225,7 @@ def _grouping_sets(
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     items = _items_predicted("__DAYS__") if 2 * n_days < lake_days else "TRUE"
     query = _with_latest(sql("cells"), items=items, days=day_filter, few=items != "TRUE")
-    return con.execute(query, _bound(query, p)).df()
+    return engine.query(query, _bound(query, p))
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:

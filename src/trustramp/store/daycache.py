@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import Aggregates, compute_aggregates
+from trustramp.store.engine import Engine
 from trustramp.store.lake import (
     Home,
     attach_views,
@@ -76,19 +77,23 @@ def refresh(
     bins: int,
     grid_step: float,
     full: bool = False,
+    engine: Engine | None = None,
 ) -> Refresh:
-    """Recompute the dirty or missing days of [start, end] (all of them with `full`)."""
+    """Recompute the dirty or missing days of [start, end] (all of them with `full`), on
+    `engine` when given (e.g. Spark; default: DuckDB on `con`)."""
     # Called under the writer lock: move the connection's views to the current commits, so
     # the days recomputed include every file whose marks are cleared below, and the caller's
     # later reads on `con` see the same state as these aggregates.
     attach_views(con, home)
+    if engine is not None:  # under the same lock: it sees the same commits as `con`
+        engine.attach(home)
     base = cache_dir(home, feature, bins, grid_step)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
     todo = [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
     if todo:
         aggs = compute_aggregates(
-            con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
+            engine or con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
         )
         for day, tables in _split_days(aggs, todo).items():
             _write_day(base / day.isoformat(), tables)
