@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,38 @@ def test_custom_segments_drop_the_default_scores() -> None:
     cfg = parse_config({"feature": "x", "segments": ["retail", "smb"]})
     assert cfg.segments == ["retail", "smb"] and list(cfg.segment_priority) == ["smb"]
     assert cfg.ordered_segments()[0] == "smb"  # scored segments first
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "first"),
+    [
+        ("feature: a\nfeature: b\n", "feature", 2, 1),
+        ("feature: a\nrouting:\n  auto: 0.97\n  confirm: 0.8\n  auto: 0.9\n", "auto", 5, 3),
+        ("feature: a\nrouting: {auto: 0.97, auto: 0.9}\n", "auto", 2, 2),
+        (
+            "feature: a\nalerts:\n  rules:\n    - metric: accuracy\n      direction: below\n"
+            "      warning: 0.9\n      warning: 0.8\n",
+            "warning",
+            7,
+            6,
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(
+    tmp_path: Path, text: str, key: str, line: int, first: int
+) -> None:
+    """YAML keeps the last of two equal keys silently; a config refuses them, naming both lines."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    expected = f"line {line}: duplicate key '{key}' (first given on line {first})"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path)
+    r = CliRunner().invoke(main, ["config", "validate", str(path)])
+    assert r.exit_code == 2 and expected in r.output and "ok" not in r.output
+    assert len(r.output.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_equal_values_under_different_keys_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("feature: a\nrouting:\n  confirm: 0.8\n  targets: {confirm: 0.8}\n")
+    assert load_config(path).routing.targets["confirm"] == 0.8

@@ -290,6 +290,27 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        """Refuse a key given twice in one mapping (YAML would keep the last one silently)."""
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # complex keys: left to the loader (and to validation)
+            key = self.construct_scalar(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise DuplicateKeyError(key, line, first[key])
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in a config names the same key twice."""
+
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first given on line {first})")
+        self.key, self.line, self.first = key, line, first
+
 
 def _safe_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_NoAliasLoader)
@@ -365,6 +386,8 @@ def load_config(path: str | Path | None = None) -> RolloutConfig:
         raise ConfigError(f"{p}: config is not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         data = _safe_yaml(text)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{p}: {e}; give each key once") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_config(data, source=str(p))
