@@ -460,6 +460,30 @@ def _counts(frame: pd.DataFrame, k: str, n: str, segments: Sequence[str]) -> dic
     return out
 
 
+def _clustered(
+    counts: dict[str, Count], customers: pd.DataFrame, k: str, n: str, confidence: float
+) -> dict[str, Count]:
+    """`counts` with their customers' design effect: the gates take their bounds on the counts
+    deflated by it (items cluster by customer; docs/STATISTICS.md). `customers` holds the same
+    items by customer_id (and segment); items without a customer id count as independent."""
+    from trustramp.metrics.intervals import design_effect
+
+    out: dict[str, Count] = {}
+    for seg, count in counts.items():
+        rows = customers if seg == "all" else customers[customers["segment"] == seg]
+        loose = rows["customer_id"].isna()
+        g = rows[~loose].groupby("customer_id", sort=False)[[k, n]].sum()
+        g = g[g[n] > 0]
+        deff = design_effect(
+            g[k].to_numpy(dtype=float),
+            g[n].to_numpy(dtype=float),
+            confidence=confidence,
+            unclustered=(float(rows.loc[loose, k].sum()), float(rows.loc[loose, n].sum())),
+        )
+        out[seg] = Count(count.k, count.n, design_effect=deff, clusters=len(g))
+    return out
+
+
 @dataclass(frozen=True)
 class GatePopulation:
     """The certified population: unshown, labeled, one version, matured window."""
@@ -590,15 +614,30 @@ def build_evidence(
     ]
     n_all = int(monitor["n"].sum())
     labeled = int(monitor["labeled"].sum())
+    # Customers as clusters: the gate population's and the monitoring window's items by customer.
+    cust_gate = _between(aggs.customers, win.gate_start, win.gate_end)
+    cust_gate = cust_gate[
+        (cust_gate["model_version"] == pop.version) & ~cust_gate["shown"].astype(bool)
+    ]
+    cust_monitor = _between(aggs.customers, win.monitor_start, win.as_of)
+    level = st.confidence_level
     return Evidence(
         feature=config.feature,
         as_of=win.as_of,
         window_start=win.gate_start,
         window_end=win.gate_end,
         model_version=pop.version,
-        accuracy=_counts(pop.cells, "correct", "labeled", segs),
-        error=_counts(monitor, "errors", "n", segs),
-        override=_counts(monitor, "overridden", "shown_labeled", segs),
+        accuracy=_clustered(
+            _counts(pop.cells, "correct", "labeled", segs), cust_gate, "correct", "labeled", level
+        ),
+        error=_clustered(_counts(monitor, "errors", "n", segs), cust_monitor, "errors", "n", level),
+        override=_clustered(
+            _counts(monitor, "overridden", "shown_labeled", segs),
+            cust_monitor,
+            "overridden",
+            "shown_labeled",
+            level,
+        ),
         rolling_24h=rolling,
         positive_feedback=(
             Count(int(feedback["positive"]), int(feedback["total"])) if feedback["total"] else None

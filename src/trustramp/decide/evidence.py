@@ -59,17 +59,31 @@ def _whole(name: str, value: object) -> int:
 
 @dataclass(frozen=True)
 class Count:
-    """``k`` successes (or events) out of ``n`` trials, e.g. correct of labeled items."""
+    """``k`` successes (or events) out of ``n`` trials, e.g. correct of labeled items.
+
+    ``design_effect`` (>= 1; 1 = independent items) says how much the items' clustering by
+    customer widens the rate's variance (`trustramp.metrics.intervals.design_effect`); gates
+    take their bounds on the counts deflated by it. ``clusters`` is how many customers the
+    items come from (items without a customer id not counted), None when not known.
+    """
 
     k: int
     n: int
+    design_effect: float = 1.0
+    clusters: int | None = None
 
     def __post_init__(self) -> None:
         k, n = _whole("Count.k", self.k), _whole("Count.n", self.n)
         if not 0 <= k <= n:
             raise ValueError(f"Count needs 0 <= k <= n, got k={self.k!r}, n={self.n!r}")
+        deff = self.design_effect
+        if isinstance(deff, bool) or not isinstance(deff, int | float) or not deff >= 1.0:
+            raise ValueError(f"Count.design_effect must be >= 1, got {deff!r}")
         object.__setattr__(self, "k", k)
         object.__setattr__(self, "n", n)
+        object.__setattr__(self, "design_effect", float(deff))
+        if self.clusters is not None:
+            object.__setattr__(self, "clusters", _whole("Count.clusters", self.clusters))
 
     @property
     def rate(self) -> float | None:

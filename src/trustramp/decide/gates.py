@@ -17,6 +17,14 @@ when all three hold:
    every night keeps the false-GO rate at ``alpha`` (see `trustramp.decide.eprocess`). For an
    upper-bounded rate the test runs on the complementary count (``n - k`` against ``1 - t``).
 
+Items cluster by customer (some customers are easy, some hard), so pooled counts overstate the
+evidence. A `Count` carries the customers' design effect ``deff``
+(`trustramp.metrics.intervals.design_effect`); the bound and the e-value of 2. and 3. are
+taken on the deflated counts ``n_eff = floor(n / deff)``, ``k_eff = k n_eff / n`` rounded
+against passing (`effective_trials`). ``n >= min_samples`` in 1. counts items, not effective
+ones. Items from a single customer (``deff`` infinite) never pass: nothing is shown about
+customers in general. docs/STATISTICS.md has the rule and its measured false-GO rates.
+
 Otherwise the outcome is ``fail`` when there are enough samples and the point estimate itself is on
 the wrong side of the threshold, and ``insufficient`` when the data are too few or point the right
 way without yet proving it (more data may settle it). Insufficient criteria say, in words, about how
@@ -57,6 +65,7 @@ __all__ = [
     "ProportionJudgement",
     "SegmentPlan",
     "SegmentStatus",
+    "effective_trials",
     "evaluate_criterion",
     "evaluate_phase",
     "items_needed",
@@ -140,8 +149,10 @@ class ProportionJudgement:
     """One proportion against one threshold: the outcome and its numbers.
 
     ``ci_low``/``ci_high`` are exact one-sided Clopper–Pearson bounds at the confidence level
-    (each on its own; the comparator decides which one the gate uses). ``statistic`` is the
-    e-value (None when the threshold is 0 or 1 and no test is needed).
+    (each on its own; the comparator decides which one the gate uses), on the counts deflated
+    by the design effect. ``statistic`` is the e-value on the same counts (None when the
+    threshold is 0 or 1 and no test is needed). ``n`` counts items, ``n_effective`` the
+    deflated trials the bounds rest on.
     """
 
     outcome: Outcome
@@ -150,6 +161,8 @@ class ProportionJudgement:
     ci_high: float | None
     n: int
     statistic: float | None
+    n_effective: int = 0
+    design_effect: float = 1.0
 
 
 def _lower_side(comparator: str) -> bool:
@@ -158,8 +171,40 @@ def _lower_side(comparator: str) -> bool:
     return comparator in (">=", ">")
 
 
+def effective_trials(k: int, n: int, design_effect: float, *, lower: bool) -> tuple[int, int]:
+    """``k`` of ``n`` clustered items as ``(k_eff, n_eff)`` independent ones.
+
+    ``n_eff = floor(n / design_effect)`` and ``k_eff = k n_eff / n`` rounded against the claim
+    (down when the claim is "rate above", ``lower``; up for "rate below"), in whole-number
+    arithmetic; ``(k, n)`` when the design effect is 1, ``(0, 0)`` when it is infinite. The
+    scalar twin of `trustramp.metrics.intervals.deflate_counts`.
+
+    Examples
+    --------
+    >>> effective_trials(900, 1000, 3.0, lower=True)
+    (299, 333)
+    >>> effective_trials(900, 1000, 1.0, lower=True)
+    (900, 1000)
+    """
+    if not design_effect >= 1.0:
+        raise ValueError(f"design_effect must be >= 1, got {design_effect!r}")
+    if design_effect == 1.0:
+        return k, n
+    if n == 0 or math.isinf(design_effect):
+        return 0, 0
+    n_eff = math.floor(n / design_effect)
+    return (k * n_eff // n if lower else -(-k * n_eff // n)), n_eff
+
+
 def judge_proportion(
-    k: int, n: int, *, threshold: float, comparator: str, confidence_level: float, min_samples: int
+    k: int,
+    n: int,
+    *,
+    threshold: float,
+    comparator: str,
+    confidence_level: float,
+    min_samples: int,
+    design_effect: float = 1.0,
 ) -> ProportionJudgement:
     """Judge ``k / n  comparator  threshold`` as a gate does (see the module docstring).
 
@@ -174,6 +219,9 @@ def judge_proportion(
         ``1 - alpha``.
     min_samples : int, keyword-only
         Fewer trials than this is ``insufficient`` whatever the data say.
+    design_effect : float, keyword-only, default 1
+        The items' clustering (1: independent); the bound and the e-value are taken on the
+        counts deflated by it (`effective_trials`).
 
     Returns
     -------
@@ -197,12 +245,13 @@ def judge_proportion(
     if n == 0:
         return ProportionJudgement(Outcome.INSUFFICIENT, None, None, None, 0, None)
     value = k / n
-    ci_low = clopper_pearson_lower(k, n, alpha=alpha)
-    ci_high = clopper_pearson_upper(k, n, alpha=alpha)
+    ke, ne = effective_trials(k, n, design_effect, lower=lower)
+    ci_low = clopper_pearson_lower(ke, ne, alpha=alpha)
+    ci_high = clopper_pearson_upper(ke, ne, alpha=alpha)
     compare = _COMPARE[comparator]
-    bound_ok = compare(ci_low if lower else ci_high, threshold)
+    bound_ok = ne > 0 and compare(ci_low if lower else ci_high, threshold)
     p0 = threshold if lower else 1.0 - threshold
-    statistic = e_value(k if lower else n - k, n, p0) if 0.0 < p0 < 1.0 else None
+    statistic = e_value(ke if lower else ne - ke, ne, p0) if 0.0 < p0 < 1.0 else None
     e_ok = statistic is None or statistic >= 1.0 / alpha
     if n >= min_samples and bound_ok and e_ok:
         outcome = Outcome.PASS
@@ -210,18 +259,29 @@ def judge_proportion(
         outcome = Outcome.FAIL
     else:
         outcome = Outcome.INSUFFICIENT
-    return ProportionJudgement(outcome, value, ci_low, ci_high, n, statistic)
+    return ProportionJudgement(
+        outcome, value, ci_low, ci_high, n, statistic, ne, float(design_effect)
+    )
 
 
 def items_needed(
-    k: int, n: int, *, threshold: float, comparator: str, confidence_level: float, min_samples: int
+    k: int,
+    n: int,
+    *,
+    threshold: float,
+    comparator: str,
+    confidence_level: float,
+    min_samples: int,
+    design_effect: float = 1.0,
 ) -> int | None:
     """How many more trials would make the criterion pass if the observed rate ``k/n`` held.
 
     Searches the smallest total ``N >= n`` at which `judge_proportion` passes with the count
     scaled to ``N`` (rounded against passing), and returns ``N - n``; 0 when it passes already.
     None when ``n == 0`` or when no amount of data at this rate would pass (the rate is not
-    strictly on the passing side of the threshold).
+    strictly on the passing side of the threshold, or the items come from one customer). The
+    design effect is assumed to hold too (more items from the same few customers would
+    raise it: then the estimate is optimistic).
 
     Examples
     --------
@@ -231,7 +291,7 @@ def items_needed(
     True
     """
     lower = _lower_side(comparator)
-    if n == 0:
+    if n == 0 or math.isinf(design_effect):
         return None
     rate = k / n
     if not (rate > threshold if lower else rate < threshold):
@@ -248,6 +308,7 @@ def items_needed(
                 comparator=comparator,
                 confidence_level=confidence_level,
                 min_samples=min_samples,
+                design_effect=design_effect,
             ).outcome
             is Outcome.PASS
         )
@@ -261,6 +322,7 @@ def items_needed(
             comparator=comparator,
             confidence_level=confidence_level,
             min_samples=min_samples,
+            design_effect=design_effect,
         ).outcome
         is Outcome.PASS
     ):
@@ -289,6 +351,8 @@ class CriterionResult:
     ``threshold`` is the number compared with (a ``baseline`` threshold resolved; None when no
     baseline is known). ``statistic`` is the e-value, ``anytime_bound`` the confidence-sequence
     bound on the side that decides, and ``needed`` the estimated further items to pass.
+    ``design_effect`` and ``n_effective`` say how the customers' clustering deflated ``n``
+    for the bounds (1 and ``n`` for independent items; None for count criteria).
     """
 
     name: str
@@ -305,6 +369,8 @@ class CriterionResult:
     detail: str
     anytime_bound: float | None = None
     needed: int | None = None
+    design_effect: float | None = None
+    n_effective: int | None = None
 
 
 def _proportion_count(evidence: Evidence, metric: str, segment: str) -> Count | None:
@@ -333,9 +399,21 @@ def _proportion_detail(
     anytime: float | None,
     confidence_level: float,
     min_samples: int,
+    clusters: int | None = None,
 ) -> str:
     m = PROPORTION_METRICS[crit.metric]
     noun, unit, where = m.noun, m.unit, _where(segment)
+    customers = f"{_int(clusters)} customers" if clusters is not None else "the customers"
+    if math.isinf(j.design_effect) and j.n:
+        return (
+            f"{noun[0].upper() + noun[1:]} {where} is {_pct(j.value)} on {_int(j.n)} {unit}, "
+            f"all from one customer, so nothing can be shown about customers in general."
+        )
+    spread = (
+        f" (as informative as {_int(j.n_effective)} independent ones: {customers} differ)"
+        if j.design_effect > 1.0 and j.n
+        else ""
+    )
     lower = _lower_side(crit.comparator)
     want = f"{_WORDS[crit.comparator]} {_pct(threshold)}"
     conf = f"{round(100 * confidence_level)}%"
@@ -351,7 +429,7 @@ def _proportion_detail(
     cap = noun[0].upper() + noun[1:]
     if j.outcome is Outcome.PASS:
         return (
-            f"{cap} {where} holds: {_pct(j.value)} on {_int(j.n)} {unit}, {bound_word} "
+            f"{cap} {where} holds: {_pct(j.value)} on {_int(j.n)} {unit}{spread}, {bound_word} "
             f"{_pct(bound)} with {conf} confidence {looks} (required: {want})."
         )
     if j.n == 0:
@@ -367,7 +445,7 @@ def _proportion_detail(
     if j.outcome is Outcome.FAIL:
         return f"{cap} {where} is {_pct(j.value)} on {_int(j.n)} {unit}, not {want} as required."
     return (
-        f"{cap} {where} is {_pct(j.value)} on {_int(j.n)} {unit}, but that is not yet "
+        f"{cap} {where} is {_pct(j.value)} on {_int(j.n)} {unit}{spread}, but that is not yet "
         f"shown {want} with {conf} confidence {looks} ({bound_word} {_pct(bound)}){more}."
     )
 
@@ -376,7 +454,13 @@ def _proportion_detail(
 # search are the costly parts (root finding), so they are memoized on their plain-number inputs.
 @functools.lru_cache(maxsize=4096)
 def _judge_cached(
-    k: int, n: int, threshold: float, comparator: str, confidence_level: float, min_samples: int
+    k: int,
+    n: int,
+    threshold: float,
+    comparator: str,
+    confidence_level: float,
+    min_samples: int,
+    design_effect: float,
 ) -> ProportionJudgement:
     return judge_proportion(
         k,
@@ -385,12 +469,19 @@ def _judge_cached(
         comparator=comparator,
         confidence_level=confidence_level,
         min_samples=min_samples,
+        design_effect=design_effect,
     )
 
 
 @functools.lru_cache(maxsize=4096)
 def _needed_cached(
-    k: int, n: int, threshold: float, comparator: str, confidence_level: float, min_samples: int
+    k: int,
+    n: int,
+    threshold: float,
+    comparator: str,
+    confidence_level: float,
+    min_samples: int,
+    design_effect: float,
 ) -> int | None:
     return items_needed(
         k,
@@ -399,6 +490,7 @@ def _needed_cached(
         comparator=comparator,
         confidence_level=confidence_level,
         min_samples=min_samples,
+        design_effect=design_effect,
     )
 
 
@@ -449,16 +541,14 @@ def _evaluate_proportion(
         crit.comparator,
         stats_cfg.confidence_level,
         stats_cfg.min_samples,
+        count.design_effect,
     )
     j = _judge_cached(*key)
     needed = None if j.outcome is Outcome.PASS else _needed_cached(*key)
-    anytime = (
-        _anytime_cached(
-            count.k, count.n, 1.0 - stats_cfg.confidence_level, _lower_side(crit.comparator)
-        )
-        if count.n
-        else None
-    )
+    lower = _lower_side(crit.comparator)
+    ke, ne = effective_trials(count.k, count.n, count.design_effect, lower=lower)
+    # The anytime bound on the deflated counts, like the bound and the e-value that decide.
+    anytime = _anytime_cached(ke, ne, 1.0 - stats_cfg.confidence_level, lower) if ne else None
     detail = _proportion_detail(
         crit,
         segment,
@@ -468,17 +558,20 @@ def _evaluate_proportion(
         anytime,
         stats_cfg.confidence_level,
         stats_cfg.min_samples,
+        count.clusters,
     )
     return result(
         j.outcome,
         detail,
         value=j.value,
-        ci_low=j.ci_low,
-        ci_high=j.ci_high,
+        ci_low=j.ci_low if ne else None,
+        ci_high=j.ci_high if ne else None,
         n=j.n,
         statistic=j.statistic,
         anytime_bound=anytime,
         needed=needed,
+        design_effect=j.design_effect if j.n else None,
+        n_effective=ne if j.n else None,
     )
 
 

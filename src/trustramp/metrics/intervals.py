@@ -34,6 +34,7 @@ __all__ = [
     "clopper_pearson_bound",
     "clopper_pearson_interval",
     "cluster_bootstrap_interval",
+    "deflate_counts",
     "design_effect",
     "effective_counts",
     "newcombe_interval",
@@ -342,8 +343,9 @@ def design_effect(
     Returns
     -------
     float or ndarray
-        Shape ``(...)``. 1 when there are no items or the rate is 0 or 1 (no spread to
-        measure); ``inf`` when fewer than `MIN_CLUSTERS` clusters hold items.
+        Shape ``(...)``. 1 when there are no items, the rate is 0 or 1 (no spread to measure)
+        or no cluster holds more than one item (independent items); ``inf`` when fewer than
+        `MIN_CLUSTERS` clusters hold items.
 
     Examples
     --------
@@ -371,7 +373,7 @@ def design_effect(
         df = np.maximum(clusters - 1.0, 1.0)
         factor = (special.stdtrit(df, 1.0 - alpha) / _dist.norm_ppf(1.0 - alpha)) ** 2
         deff = np.maximum(1.0, ratio * factor)
-    no_spread = (big_n == 0) | (big_k == 0) | (big_k == big_n)
+    no_spread = (big_n == 0) | (big_k == 0) | (big_k == big_n) | (n.max(axis=-1, initial=0) <= 1)
     deff = np.where(no_spread, 1.0, np.where(clusters < MIN_CLUSTERS, math.inf, deff))
     return float(deff) if deff.ndim == 0 else deff
 
@@ -424,24 +426,50 @@ def effective_counts(
     True
     """
     chk.choice(side, "side", ("lower", "upper"))
-    deff = np.asarray(
-        design_effect(k_by_cluster, n_by_cluster, confidence=confidence, unclustered=unclustered)
-    )
+    deff = design_effect(k_by_cluster, n_by_cluster, confidence=confidence, unclustered=unclustered)
     k, n = chk.counts(k_by_cluster, n_by_cluster, k_name="k_by_cluster", n_name="n_by_cluster")
     k0, n0 = chk.counts(*unclustered, k_name="unclustered k", n_name="unclustered n")
-    big_k = k.sum(axis=-1) + k0
-    big_n = n.sum(axis=-1) + n0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.floor(big_n / deff)
-        exact = big_k / big_n * n_eff
-        rounded = np.floor(exact + 1e-9) if side == "lower" else np.ceil(exact - 1e-9)
-    k_eff = np.where(big_n == 0, 0.0, np.clip(rounded, 0.0, n_eff))
-    keep = deff == 1.0
-    n_eff = np.where(keep, big_n, n_eff)
-    k_eff = np.where(keep, big_k, k_eff)
-    if deff.ndim == 0:
-        return EffectiveCounts(float(k_eff), float(n_eff), float(deff))
+    k_eff, n_eff = deflate_counts(k.sum(axis=-1) + k0, n.sum(axis=-1) + n0, deff, side=side)
     return EffectiveCounts(k_eff, n_eff, deff)
+
+
+def deflate_counts(
+    k: ArrayLike,
+    n: ArrayLike,
+    design_effect: ArrayLike,
+    *,
+    side: Literal["lower", "upper"] = "lower",
+) -> tuple[Any, Any]:
+    """Pooled counts ``k`` of ``n`` as informative as independent items, given a design effect.
+
+    ``n_eff = floor(n / design_effect)`` and ``k_eff = k / n * n_eff`` rounded against the claim
+    (down for ``side="lower"``, up for ``"upper"``); ``(k, n)`` unchanged when the design
+    effect is 1, ``(0, 0)`` when it is infinite.
+
+    Examples
+    --------
+    >>> deflate_counts(900, 1000, 3.0)
+    (299.0, 333.0)
+    >>> deflate_counts(100, 1000, 3.0, side="upper")
+    (34.0, 333.0)
+    """
+    chk.choice(side, "side", ("lower", "upper"))
+    scalar = chk.is_scalar(k, n, design_effect)
+    ka, na = chk.counts(k, n)
+    deff = chk.as_float(design_effect, "design_effect")
+    if np.any(~(deff >= 1.0)):
+        raise ValueError(f"design_effect must be >= 1, got {np.ravel(deff)[:5].tolist()}")
+    ka, na, deff = np.broadcast_arrays(ka, na, deff)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.floor(na / deff)
+        # k * n_eff / n rounded in whole-number arithmetic (exact below 2**53)
+        scaled = ka * n_eff
+        rounded = scaled // na if side == "lower" else -(-scaled // na)
+    k_eff = np.where(na == 0, 0.0, np.clip(rounded, 0.0, n_eff))
+    keep = deff == 1.0
+    n_eff = np.where(keep, na, n_eff)
+    k_eff = np.where(keep, ka, k_eff)
+    return chk.out(k_eff, scalar), chk.out(n_eff, scalar)
 
 
 @dataclass(frozen=True)
