@@ -148,6 +148,7 @@ def test_catalog_file_opens_in_any_duckdb_client(tmp_path: Path) -> None:
         validate_with_gx=False,
     )
     con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    con.execute("SET file_search_path = ?", [str(home)])  # views' paths are relative to home
     assert con.sql("SELECT count(*) FROM predictions").fetchall() == [(1,)]
     assert con.sql("SELECT reason FROM quarantine").fetchall() == [("out_of_range:confidence",)]
     assert con.sql("SELECT rows_read FROM ingest_log").fetchall() == [(2,)]

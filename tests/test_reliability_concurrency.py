@@ -27,7 +27,7 @@ import yaml
 from conftest import PRED_COLUMNS, pred_row, write_rows
 from test_reliability_support import canonical, check_consistent, visible_state
 
-from trustramp.store.lake import Home, reader
+from trustramp.store.lake import Home, open_catalog, reader
 
 BARRIER = """
 import json, sys, time
@@ -202,7 +202,7 @@ def test_two_ingests_at_once_serialize_and_readers_see_whole_files(tmp_path: Pat
         finally:
             con.close()
         if (home / "catalog.duckdb").exists():  # an outside client of the catalog file
-            cat = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+            cat = open_catalog(home)  # its views' paths are relative to the home
             try:
                 whole_files(cat)
             finally:

@@ -257,9 +257,9 @@ def kills(results: list[dict]) -> list[dict]:
 
 def catalog_file_state(home: Path) -> dict[str, list[tuple]]:
     """What an outside DuckDB client sees in the catalog file (wall-clock columns left out)."""
-    import duckdb
+    from trustramp.store.lake import open_catalog
 
-    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    con = open_catalog(home)  # its views' paths are relative to the home
     try:
         out = {k: con.sql(f'SELECT * FROM "{k}" ORDER BY ALL').fetchall() for k in KINDS}
         out["quarantine"] = con.sql(

@@ -1,5 +1,6 @@
 """`trustramp demo` end to end: the real pipeline's readiness report, opened in headless Chromium,
-shows the verdict, every chart, and each planted effect where a reader would look for it."""
+shows the verdict, every chart, and each planted effect where a reader would look for it; and the
+catalog it leaves behind opens from a copy of the data folder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pandas as pd
 import pytest
 from test_report import CHART_IDS, SECTIONS, _open, browser_context_factory  # noqa: F401
 
+from trustramp.contract import Kind
 from trustramp.pipeline import run_demo
+
+KIND_VIEWS = {k.value for k in Kind}
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +91,80 @@ def test_demo_report_in_headless_chromium(
     assert (tmp_path / "demo-readiness.png").stat().st_size > 10_000
     size = (demo_run["out"] / "readiness.html").stat().st_size
     assert size < 2_000_000
+
+
+def _views(con: Any) -> list[str]:
+    rows = con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def _counts(con: Any) -> dict[str, int]:
+    return {v: con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0] for v in _views(con)}
+
+
+def test_a_copied_data_folder_reads_its_own_files(
+    demo_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import duckdb
+
+    root = demo_run["root"]
+    con = duckdb.connect(str(root / "home" / "catalog.duckdb"), read_only=True)
+    con.execute("SET file_search_path = ?", [str(root / "home")])
+    before = _counts(con)
+    metrics = con.execute("SELECT count(*), min(as_of), max(as_of) FROM metrics").fetchone()
+    con.close()
+    assert set(before) == {*KIND_VIEWS, "ingest_log", "quarantine", "runs", "metrics"}
+    assert min(before.values()) >= 0 and before["predictions"] > 0 and before["runs"] == 1
+    # The metrics view is the published metrics.parquet, with its run's as-of date.
+    assert metrics == (
+        len(demo_run["metrics"]),
+        *(2 * [dt.date.fromisoformat(demo_run["verdict"]["as_of"])]),
+    )
+
+    copy = tmp_path / "copy"
+    for part in ("home", "reports"):
+        shutil.copytree(root / part, copy / part)
+    for part in ("home", "reports"):  # the original is gone: nothing can fall back on it
+        (root / part).rename(root / f"{part}.moved")
+    try:
+        # From the DuckDB CLI or Python with the home as working directory ...
+        monkeypatch.chdir(copy / "home")
+        con = duckdb.connect("catalog.duckdb", read_only=True)
+        assert _counts(con) == before
+        con.close()
+        # ... or from anywhere, with file_search_path set to the home.
+        monkeypatch.chdir(tmp_path)
+        con = duckdb.connect(str(copy / "home" / "catalog.duckdb"), read_only=True)
+        with pytest.raises(duckdb.IOException, match="No files found"):
+            con.sql("SELECT count(*) FROM predictions").fetchall()
+        con.execute("SET file_search_path = ?", [str(copy / "home")])
+        assert _counts(con) == before
+        con.close()
+    finally:
+        for part in ("home", "reports"):
+            (root / f"{part}.moved").rename(root / part)
+
+
+def test_catalog_comments_every_view_and_column_and_opens_in_duckdb_1(demo_run: dict) -> None:
+    from trustramp.store.lake import open_catalog
+
+    con = open_catalog(demo_run["root"] / "home")
+    views = con.sql("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall()
+    assert views and all(c and len(c) > 20 for _, c in views), views
+    cols = con.sql(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() "
+        "WHERE table_name IN (SELECT view_name FROM duckdb_views() WHERE NOT internal)"
+    ).fetchall()
+    assert len(cols) > 60
+    assert [c for c in cols if not c[2]] == []
+    # Written in the v1.0.0 storage format (storage version 64), which DuckDB 1.x reads;
+    # DuckDB 2.0's default (69) it cannot.
+    (tags,) = con.execute(
+        "SELECT tags FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    assert tags["storage_version"] == "v1.0.0+"
+    header = (demo_run["root"] / "home" / "catalog.duckdb").read_bytes()[:20]
+    assert header[8:12] == b"DUCK" and int.from_bytes(header[12:20], "little") == 64
+    con.close()

@@ -17,7 +17,7 @@ import functools
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,8 +214,13 @@ def commit_source(
     fsync_dir(home.ingest_log)
 
 
-def _glob(path: Path) -> str:
-    return quote_literal(str(path))
+def _path_text(path: Path, base: Path | None) -> str:
+    """A path for a view: relative to `base` when given (the catalog file), else absolute."""
+    return os.path.relpath(path, base) if base is not None else str(path)
+
+
+def _glob(path: Path, base: Path | None = None) -> str:
+    return quote_literal(_path_text(path, base))
 
 
 def part_source(part: Path) -> str:
@@ -250,16 +255,16 @@ class Snapshot:
         return cls(logs, parts, quarantine)
 
 
-def _files(paths: Iterable[Path]) -> str:
-    return "[" + ", ".join(quote_literal(str(p)) for p in paths) + "]"
+def _files(paths: Iterable[Path], base: Path | None = None) -> str:
+    return "[" + ", ".join(_glob(p, base) for p in paths) + "]"
 
 
-def _kind_relation(snap: Snapshot, kind: Kind) -> str:
+def _kind_relation(snap: Snapshot, kind: Kind, base: Path | None = None) -> str:
     """SQL for the committed rows of one kind (empty, typed, when nothing has landed yet)."""
     if not snap.parts[kind]:
         return _empty_kind(kind)
     return (
-        f"SELECT * FROM read_parquet({_files(snap.parts[kind])}, hive_partitioning = true, "
+        f"SELECT * FROM read_parquet({_files(snap.parts[kind], base)}, hive_partitioning = true, "
         f"union_by_name = true, hive_types = {{'{FEATURE}': VARCHAR, '{DATE}': DATE}})"
     )
 
@@ -282,13 +287,18 @@ QUARANTINE_EMPTY = (
 )
 
 
-def relations(home: Home) -> dict[str, str]:
+def relations(home: Home, *, relative: bool = False) -> dict[str, str]:
     """Name -> SQL of every relation the catalog exposes, over a `Snapshot` of the committed
-    files taken now (later commits are not seen: attach the views again to see them)."""
+    files taken now (later commits are not seen: attach the views again to see them).
+
+    Paths are absolute, or with ``relative=True`` relative to the home (the catalog file's
+    views: DuckDB resolves them against the working directory, then `file_search_path`).
+    """
     snap = Snapshot.take(home)
-    rel = {k.value: _kind_relation(snap, k) for k in Kind}
+    base = home.root if relative else None
+    rel = {k.value: _kind_relation(snap, k, base) for k in Kind}
     rel["ingest_log"] = (
-        f"SELECT * FROM read_parquet({_files(snap.logs)}, union_by_name = true)"
+        f"SELECT * FROM read_parquet({_files(snap.logs, base)}, union_by_name = true)"
         if snap.logs
         else "SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS file, "
         "CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS BIGINT) AS rows_read, "
@@ -296,13 +306,13 @@ def relations(home: Home) -> dict[str, str]:
         "CAST(NULL AS BIGINT) AS rows_quarantined, CAST(NULL AS TIMESTAMPTZ) AS ingested_at LIMIT 0"
     )
     rel["quarantine"] = (
-        f"SELECT * FROM read_parquet({_files(snap.quarantine)}, union_by_name = true)"
+        f"SELECT * FROM read_parquet({_files(snap.quarantine, base)}, union_by_name = true)"
         if snap.quarantine
         else QUARANTINE_EMPTY
     )
     runs = home.state / "runs"
     rel["runs"] = (
-        f"SELECT * FROM read_parquet({_glob(runs / '*.parquet')}, union_by_name = true)"
+        f"SELECT * FROM read_parquet({_glob(runs / '*.parquet', base)}, union_by_name = true)"
         if runs.exists() and any(runs.glob("*.parquet"))
         else RUNS_EMPTY
     )
@@ -328,19 +338,203 @@ def attach_views(con: duckdb.DuckDBPyConnection, home: Home, *, temporary: bool 
             con.execute(f"CREATE OR REPLACE {kw} {name} AS {query}")
 
 
+CATALOG_STORAGE_VERSION = "v1.0.0"
+"""The storage format the catalog file is written in: DuckDB 1.0 and later open it (DuckDB 2.0's
+default format, storage version 69, opens in DuckDB 2.0 and later only)."""
+
+METRICS_EMPTY = (
+    "SELECT CAST(NULL AS VARCHAR) AS metric, CAST(NULL AS DOUBLE) AS value, "
+    "CAST(NULL AS DOUBLE) AS ci_low, CAST(NULL AS DOUBLE) AS ci_high, CAST(NULL AS BIGINT) AS n, "
+    "CAST(NULL AS VARCHAR) AS feature, CAST(NULL AS VARCHAR) AS model_version, "
+    "CAST(NULL AS VARCHAR) AS segment, CAST(NULL AS VARCHAR) AS customer_id, "
+    "CAST(NULL AS VARCHAR) AS mode, CAST(NULL AS DATE) AS day, CAST(NULL AS VARCHAR) AS window, "
+    "CAST(NULL AS DATE) AS as_of, CAST(NULL AS VARCHAR) AS run_dir LIMIT 0"
+)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def published_metrics(home: Home, con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The `metrics.parquet` of every published run in the history (`HOME/state/runs`).
+
+    A run's folder is `reports/<feature>/<as-of>/`; a superseded run's outputs (under
+    `<feature>/superseded/`) and folders that are gone are left out.
+    """
+    runs = sorted((home.state / "runs").glob("*.parquet"))
+    if not runs:
+        return []
+    with translated("reading the run history"):
+        rows = con.execute(
+            "SELECT DISTINCT report FROM read_parquet(?, union_by_name = true) "
+            "WHERE report IS NOT NULL",
+            [[str(r) for r in runs]],
+        ).fetchall()
+    out = set()
+    for (report,) in rows:
+        folder = Path(report).resolve()
+        metrics = folder / "metrics.parquet"
+        if folder.parent.name != "superseded" and metrics.is_file():
+            out.add(metrics)
+    return sorted(out)
+
+
+def metrics_relation(files: Sequence[Path], base: Path | None = None) -> str:
+    """SQL for the published metrics, with each row's run (`as_of`, `run_dir`)."""
+    if not files:
+        return METRICS_EMPTY
+    folder = "regexp_extract(filename, '^(.*)/[^/]*$', 1)"
+    return (
+        f"SELECT * EXCLUDE (filename), "
+        f"TRY_CAST(regexp_extract(filename, '([^/]+)/[^/]*$', 1) AS DATE) AS as_of, "
+        f"{folder} AS run_dir "
+        f"FROM read_parquet({_files(files, base)}, union_by_name = true, filename = true)"
+    )
+
+
 def rebuild_catalog(home: Home) -> Path:
-    """Write the catalog file anew (views over the lake) and swap it in atomically."""
+    """Write the catalog file anew (views over the lake and the published metrics, with
+    comments) and swap it in atomically.
+
+    The views read their files by paths relative to the home, so a copied or moved home
+    reads its own files, never the original's: open the catalog with the home as working
+    directory, or `SET file_search_path` to the home first (`open_catalog` does). The file is
+    written in storage format `CATALOG_STORAGE_VERSION` so that DuckDB 1.x opens it too.
+    """
     tmp = home.tmp / f"{CATALOG_NAME}.{os.getpid()}.tmp"
     for leftover in home.tmp.glob(f"{CATALOG_NAME}.*.tmp*"):  # ours, or a killed writer's
         leftover.unlink(missing_ok=True)
-    con = connect(tmp)
+    con = connect(temp_directory=home.tmp / "duckdb")
     try:
-        attach_views(con, home, temporary=False)
-        con.execute("CHECKPOINT")
+        with translated("writing the catalog"):
+            con.execute(f"SET file_search_path = {quote_literal(str(home.root))}")
+            con.execute(
+                f"ATTACH {quote_literal(str(tmp))} AS catalog "
+                f"(STORAGE_VERSION {quote_literal(CATALOG_STORAGE_VERSION)})"
+            )
+            con.execute("USE catalog")
+            rels = relations(home, relative=True)
+            rels["metrics"] = metrics_relation(published_metrics(home, con), home.root)
+            con.execute(f"CREATE VIEW ingest_log AS {rels.pop('ingest_log')}")
+            for name, query in rels.items():
+                con.execute(f"CREATE VIEW {_ident(name)} AS {query}")
+            comment_views(con)
+            con.execute("USE memory")
+            con.execute("DETACH catalog")
     finally:
         con.close()
     os.replace(tmp, home.catalog)
     return home.catalog
+
+
+def open_catalog(home: str | Path, **kw: object) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to `HOME/catalog.duckdb` whose views find the home's files
+    from any working directory (`file_search_path` set to the home)."""
+    root = Path(home).resolve()
+    con = connect(root / CATALOG_NAME, read_only=True, **kw)  # type: ignore[arg-type]
+    with translated("opening the catalog"):
+        con.execute(f"SET file_search_path = {quote_literal(str(root))}")
+    return con
+
+
+_KIND_VIEWS = {
+    Kind.PREDICTIONS: "One row per committed prediction (the AI's output for one work item).",
+    Kind.DECISIONS: "One row per committed human decision on a work item (the ground truth).",
+    Kind.FEEDBACK: "One row per committed user rating of the feature.",
+    Kind.INCIDENTS: "One row per committed incident (bug, security, availability).",
+}
+VIEW_COMMENTS: dict[str, str] = {
+    **{k.value: f"{t} Lake rows of committed input files only." for k, t in _KIND_VIEWS.items()},
+    "ingest_log": "One commit record per ingested input file: rows read, new, duplicate and "
+    "quarantined.",
+    "quarantine": "Input rows rejected at ingest, with the file, row, line, reason and raw row.",
+    "runs": "The history of evaluate runs: one row per run with its verdict and outputs.",
+    "metrics": "The published metrics.parquet of every run in runs (reports/<feature>/<as-of>/"
+    "): metric by day, segment, model version, customer and mode; a null dimension means all.",
+}
+COLUMN_COMMENTS: dict[str, str] = {
+    ITEM_KEY: "64-bit key of item_id (md5_number_lower), the integer join of predictions and "
+    "decisions.",
+    "_row_hash": "Hash of the row's contract values (NULL unless its id was seen twice).",
+    SOURCE: "Content hash of the input file the row came from (its ingest_log.source).",
+    "_extra": "JSON object of the input's columns outside the contract.",
+    DATE: "UTC date of the row's event time (lake partition).",
+    FEATURE: "The AI feature's name (lake partition; decisions take their item's prediction's).",
+    "source": "Content hash of the input file.",
+    "file": "Path of the input file as given to ingest.",
+    "kind": "Input kind: predictions, decisions, feedback or incidents.",
+    "format": "Input file format.",
+    "rows_read": "Rows read from the file.",
+    "rows_new": "Rows added to the lake.",
+    "rows_duplicate": "Rows already in the lake (identical repeats).",
+    "rows_quarantined": "Rows rejected (see quarantine).",
+    "ingested_at": "When the file was committed (UTC).",
+    "trustramp_version": "trustramp version that wrote the row.",
+    "row_number": "1-based row number in the input file.",
+    "line": "Line number in a CSV or JSON Lines file.",
+    "reason": "Why the row was rejected (check name).",
+    "detail": "What was wrong, in words.",
+    "raw": "The rejected row as text.",
+    "run_id": "Id of the evaluate run.",
+    "as_of": "Last day of the evaluated window (the run's as-of date).",
+    "verdict": "GO, HOLD, PAUSE or ROLLBACK.",
+    "phase": "Rollout phase evaluated: shadow, dogfood, limited_beta, controlled or ga.",
+    "step": "Controlled-rollout percentage (NULL outside the controlled phase).",
+    "config_hash": "Hash of the rollout config used.",
+    "run_at": "When the run finished (UTC).",
+    "reasons": "JSON list of the verdict's reasons.",
+    "report": "Folder the run's outputs were written to.",
+    "metric": "Metric name (accuracy, ece, latency_p95, ...).",
+    "value": "Metric value (latency in ms).",
+    "ci_low": "Lower end of the confidence interval.",
+    "ci_high": "Upper end of the confidence interval.",
+    "n": "Number of items the value is computed on.",
+    "day": "Day of a window = 'day' row (NULL for the other windows).",
+    "window": "day, rolling_24h (the last 24 hours) or window (the whole evaluated window).",
+    "run_dir": "Folder of the run's outputs.",
+}
+"""Comments of columns shared by several views, or not from the input contract."""
+_METRICS_DIMS = {
+    "feature": "The AI feature's name.",
+    **{
+        d: f"{d.replace('_', ' ').capitalize()} the value is for (NULL: all)."
+        for d in ("model_version", "segment", "customer_id", "mode")
+    },
+}
+
+
+def _column_comment(view: str, column: str) -> str:
+    if view in {k.value for k in Kind}:
+        schema = SCHEMAS[Kind(view)]
+        if column in schema.names:
+            c = schema.column(column)
+            words = c.doc or column.replace("_", " ")
+            allowed = f" One of: {', '.join(c.enum)}." if c.enum else ""
+            return f"{words[0].upper()}{words[1:]} (input column, {c.type.value}).{allowed}"
+    if view == "metrics" and column in _METRICS_DIMS:
+        return _METRICS_DIMS[column]
+    return COLUMN_COMMENTS.get(column, f"{column.replace('_', ' ')} (from the {view} files).")
+
+
+def comment_views(con: duckdb.DuckDBPyConnection) -> None:
+    """`COMMENT ON` every view of the current database and each of its columns."""
+    views = con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+        "AND database_name = current_database() ORDER BY view_name"
+    ).fetchall()
+    for (view,) in views:
+        text = VIEW_COMMENTS.get(view, f"The {view} relation.")
+        con.execute(f"COMMENT ON VIEW {_ident(view)} IS {quote_literal(text)}")
+        cols = con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "AND database_name = current_database()",
+            [view],
+        ).fetchall()
+        for (col,) in cols:
+            target = f"{_ident(view)}.{_ident(col)}"
+            text = _column_comment(view, col)
+            con.execute(f"COMMENT ON COLUMN {target} IS {quote_literal(text)}")
 
 
 def reader(home: Home, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -363,7 +557,9 @@ __all__ = [
     "Home",
     "Snapshot",
     "attach_views",
+    "comment_views",
     "commit_source",
+    "open_catalog",
     "reader",
     "rebuild_catalog",
     "relations",
