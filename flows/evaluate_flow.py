@@ -22,8 +22,9 @@ from pydantic import Field
 
 from trustramp import pipeline
 from trustramp.config import RolloutConfig
+from trustramp.errors import NoDataError
 from trustramp.orchestrate import artifact_key, criteria_rows, effective_config, verdict_markdown
-from trustramp.pipeline import EvaluationResult
+from trustramp.pipeline import EvaluationResult, NoDataResult
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -34,14 +35,28 @@ def evaluate_feature(
     as_of: dt.date | None,
     wait_seconds: float,
     full_recompute: bool,
-) -> EvaluationResult:
-    return pipeline.evaluate(
-        home=home,
-        reports=reports,
-        as_of=as_of,
-        config=config,
-        wait_seconds=wait_seconds,
-        full_recompute=full_recompute,
+) -> EvaluationResult | NoDataResult:
+    """The evaluation; no predictions in the window is data (NoDataResult), not a failure."""
+    try:
+        return pipeline.evaluate(
+            home=home,
+            reports=reports,
+            as_of=as_of,
+            config=config,
+            wait_seconds=wait_seconds,
+            full_recompute=full_recompute,
+        )
+    except NoDataError as e:
+        return NoDataResult(config.feature, as_of or pipeline.yesterday(), str(e))
+
+
+def record_no_data(result: NoDataResult) -> None:
+    """Artifact and log line: nothing to evaluate, and which as-of would have data."""
+    get_run_logger().warning("%s", result.message)
+    create_markdown_artifact(
+        f"# {result.feature}: no data\n\n{result.message}\n",
+        key=artifact_key("verdict", result.feature),
+        description=f"{result.feature} as of {result.as_of}: no predictions in the window",
     )
 
 
@@ -89,10 +104,16 @@ def evaluate_flow(
     full_recompute: Annotated[
         bool, Field(description="Recompute every day's aggregates, not only changed days.")
     ] = False,
-) -> EvaluationResult:
-    """Evaluate one feature as of a date: verdict.json, metrics, thresholds, readiness.html."""
+) -> EvaluationResult | NoDataResult:
+    """Evaluate one feature as of a date: verdict.json, metrics, thresholds, readiness.html.
+
+    A window without predictions completes with a NoDataResult that says which as-of has data.
+    """
     cfg = effective_config(config, feature=feature, window_days=window_days)
     result = evaluate_feature(cfg, home, reports, as_of, wait_seconds, full_recompute)
+    if isinstance(result, NoDataResult):
+        record_no_data(result)
+        return result
     record_verdict(result)
     if publish:
         publish_flow(

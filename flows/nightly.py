@@ -19,6 +19,7 @@ from pydantic import Field
 from trustramp.config import load_config
 from trustramp.errors import ConfigError, InputFileError, TrustrampError
 from trustramp.orchestrate import NightlyResult
+from trustramp.pipeline import NoDataResult
 
 
 @flow(name="nightly")
@@ -52,8 +53,12 @@ def nightly(
             wait_seconds=wait_seconds,
             return_state=True,
         )
+        if state.is_completed() and isinstance(result := state.result(), NoDataResult):
+            out.no_data[feature] = result.message  # nothing to evaluate is not a failure
+            get_run_logger().warning("%s: %s", feature, result.message)
+            continue
         if state.is_completed():
-            out.evaluations[feature] = result = state.result()
+            out.evaluations[feature] = result
             pub = publish_flow(result, config=path, home=home, reports=reports, return_state=True)
             if pub.is_completed():
                 out.published[feature] = pub.result()

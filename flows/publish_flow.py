@@ -88,7 +88,9 @@ def record_notifications(result: EvaluationResult, sent: NotifyReport) -> None:
     )
 
 
-@flow(name="publish")
+# `result` is the evaluate flow's own result object, passed through as is: pydantic would
+# rebuild it field by field (and resolve every annotation of the verdict's dataclasses).
+@flow(name="publish", validate_parameters=False)
 def publish_flow(
     result: EvaluationResult,
     config: Path | None = None,

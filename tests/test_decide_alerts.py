@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from trustramp.config import RolloutConfig, parse_config
@@ -17,7 +20,7 @@ from trustramp.decide.alerts import (
     evaluate_alerts,
     evaluate_rollback,
 )
-from trustramp.decide.evidence import Count, Evidence, Incident, Observed
+from trustramp.decide.evidence import Count, Drift, Evidence, Incident, Observed
 
 AS_OF = dt.date(2026, 11, 20)
 SEGS = ("internal", "smb", "mid_market", "enterprise")
@@ -300,3 +303,218 @@ def test_trigger_limits_come_from_the_config() -> None:
     assert not trigger(evaluate_rollback(ev, config()), "accuracy below minimum").fired
     cfg = config(rollback={"accuracy_min": 0.95})
     assert trigger(evaluate_rollback(ev, cfg), "accuracy below minimum").fired
+
+
+# --------------------------------------------------------------------------- evidence grading
+
+
+def _critical_by_k(n: int, cfg: RolloutConfig) -> np.ndarray:
+    """For every k in 0..n, whether k correct of n raises a critical accuracy alert."""
+    out = np.zeros(n + 1, dtype=bool)
+    for k in range(n + 1):
+        a = one(evaluate_alerts(evidence({("accuracy", "all"): Count(k, n)}), cfg), "accuracy")
+        out[k] = a.level is C
+    return out
+
+
+@pytest.mark.parametrize("true_accuracy", [0.90, 0.93])
+def test_critical_accuracy_alerts_fire_at_most_at_the_nominal_rate(true_accuracy: float) -> None:
+    # A version whose true accuracy sits exactly on the critical line (90%), or on the warning
+    # line (93%), over n = 756 items a night: the point estimate is below 90% on about half of
+    # the nights at 90%; the critical alert (exact upper bound below 90%) on at most 5%.
+    cfg, n = config(), 756
+    critical = _critical_by_k(n, cfg)
+    exact = float(stats.binom.pmf(np.arange(n + 1), n, true_accuracy) @ critical)
+    nights = np.random.default_rng(16).binomial(n, true_accuracy, size=20_000)
+    simulated = float(critical[nights].mean())
+    point = float((nights / n < 0.90).mean())  # the old rule: point estimate below critical
+    nominal = 1 - cfg.statistics.confidence_level
+    print(
+        f"true accuracy {true_accuracy:.2f}, n={n}: critical alerts exact {exact:.4f}, "
+        f"simulated {simulated:.4f} (nominal {nominal:.2f}); point-estimate rule {point:.4f}"
+    )
+    assert exact <= nominal
+    assert simulated <= nominal + 3 * np.sqrt(nominal * (1 - nominal) / nights.size)
+    if true_accuracy == 0.90:
+        assert point > 0.4  # what the old rule did: a critical alert every other night
+
+
+def test_critical_alerts_need_the_bound_past_the_level() -> None:
+    # Clopper–Pearson's one-sided 95% bound (statsmodels' two-sided 90% interval).
+    cfg = config()
+    for k, n in [(880, 1_000), (260, 300), (9_000, 10_100)]:
+        a = one(evaluate_alerts(evidence({("accuracy", "all"): Count(k, n)}), cfg), "accuracy")
+        _, upper = proportion_confint(k, n, alpha=0.10, method="beta")
+        assert a.bound == pytest.approx(upper, rel=1e-9)
+        assert (a.level is C) == (upper < 0.90)
+        assert f"n = {n:,}" in a.sentence and "at 95% confidence" in a.sentence
+    err = one(
+        evaluate_alerts(evidence({("error_rate", "all"): Count(62, 1_000)}), cfg), "error_rate"
+    )
+    lower, _ = proportion_confint(62, 1_000, alpha=0.10, method="beta")
+    assert err.bound == pytest.approx(lower, rel=1e-9)
+    assert err.level is (C if lower > 0.05 else W)
+    assert "at least" in err.sentence
+
+
+def test_latency_alert_uses_its_bound() -> None:
+    cfg = config()
+    unproven = Observed(10_500.0, 400, ci_low=9_200.0, ci_high=11_900.0)
+    proven = Observed(12_000.0, 400, ci_low=10_400.0, ci_high=13_900.0)
+    a = one(evaluate_alerts(evidence({("latency_p95", "all"): unproven}), cfg), "latency_p95")
+    assert (a.level, a.past_critical) == (W, True)
+    b = one(evaluate_alerts(evidence({("latency_p95", "all"): proven}), cfg), "latency_p95")
+    assert b.level is C and "at least 10.4 s at 95% confidence" in b.sentence
+
+
+def test_alerts_are_per_model_version_not_pooled() -> None:
+    # The issue's night: 756 labeled items in the last 24 h, 89.6% pooled, mixing v1's production
+    # predictions (shown, nothing unshown to measure) and v2's shadow predictions. Pooled, the
+    # accuracy alert is a warning about nobody; per version, v2 is proven below 90% and v1's
+    # error rate is fine.
+    v2 = {("accuracy", "all"): Count(296, 356), ("error_rate", "all"): Count(2, 400)}
+    v1 = {("accuracy", "all"): Count(381, 400), ("error_rate", "all"): Count(40, 1_000)}
+    pooled = {("accuracy", "all"): Count(677, 756), ("error_rate", "all"): Count(42, 1_400)}
+    cfg = config()
+    mixed = one(evaluate_alerts(evidence(pooled), cfg), "accuracy")
+    assert mixed.model_version is None and mixed.level is W
+    alerts = evaluate_alerts(evidence(pooled, rolling_24h_by_version={"v2": v2, "v1": v1}), cfg)
+    acc = {a.model_version: a for a in alerts if a.metric == "accuracy" and a.segment == "all"}
+    assert set(acc) == {"v2", "v1"}
+    assert acc["v2"].level is C and acc["v2"].n == 356
+    assert "accuracy of model v2 overall is 83.1%" in acc["v2"].sentence
+    assert acc["v1"].status is OK_
+    err = {a.model_version: a for a in alerts if a.metric == "error_rate" and a.segment == "all"}
+    assert err["v1"].level is W and err["v2"].status is OK_
+    # v2 (the version being rolled out) first.
+    assert alerts[0].model_version == "v2"
+
+
+def test_verdict_alerts_carry_the_model_version() -> None:
+    from trustramp.decide.verdict import decide, verdict_schema
+
+    jsonschema = pytest.importorskip("jsonschema")
+    v2 = {("accuracy", "all"): Count(306, 356)}
+    ev = evidence({}, rolling_24h_by_version={"v2": v2})
+    doc = decide(ev, config(), trustramp_version="t").to_dict()
+    jsonschema.validate(doc, verdict_schema())
+    (acc,) = [a for a in doc["alerts"] if a["metric"] == "accuracy" and a["segment"] == "all"]
+    assert acc["model_version"] == "v2" and acc["level"] == "critical"
+    assert acc["bound"] == pytest.approx(proportion_confint(306, 356, 0.10, "beta")[1])
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def _drift(status: str, psi: float = 0.4) -> Drift:
+    return Drift("v2", psi, 0.1, 0.25, status, n_baseline=5_000, n_current=3_000)
+
+
+def test_critical_drift_alerts_and_asks_to_recertify_the_thresholds() -> None:
+    from trustramp.decide.verdict import decide, verdict_schema
+
+    jsonschema = pytest.importorskip("jsonschema")
+    cfg = config()
+    (a,) = evaluate_alerts(evidence({}, drift=[_drift("critical")]), cfg)[-1:]
+    assert (a.metric, a.model_version, a.level, a.threshold) == ("psi", "v2", C, 0.25)
+    assert "re-certify the routing thresholds" in a.action
+    assert [e.role for e in a.escalation][:2] == ["On-call engineer", "ML Lead"]
+    doc = decide(evidence({}, drift=[_drift("critical")]), cfg, trustramp_version="t").to_dict()
+    jsonschema.validate(doc, verdict_schema())
+    assert doc["thresholds_recertify"]["required"] is True
+    assert "confidence drift (PSI) of model v2" in doc["thresholds_recertify"]["reason"]
+    assert "Escalate: On-call engineer" in doc["thresholds_recertify"]["reason"]
+    assert doc["verdict"] != "GO"
+    calm = decide(evidence({}, drift=[_drift("warning", 0.15)]), cfg, trustramp_version="t")
+    assert calm.to_dict()["thresholds_recertify"] == {"required": False, "reason": None}
+    (w,) = [x for x in calm.alerts if x.metric == "psi"]
+    assert w.level is W
+
+
+def test_confidence_drift_from_aggregates_uses_the_sample_size_aware_levels() -> None:
+    from trustramp.evaluation import confidence_drift, windows_for
+    from trustramp.metrics import psi_result
+    from trustramp.store.aggregates import Aggregates
+
+    cfg = config()
+    win = windows_for(cfg, AS_OF)
+    rng = np.random.default_rng(3)
+    base = rng.multinomial(4_000, np.full(10, 0.1))
+    shifted = rng.multinomial(900, np.r_[np.full(5, 0.02), np.full(5, 0.18)])
+    same = rng.multinomial(900, np.full(10, 0.1))
+    rows = []
+    for version, current in (("v2", shifted), ("v1", same)):
+        for b in range(10):
+            rows.append((version, win.baseline_start, b, int(base[b])))
+            rows.append((version, AS_OF, b, int(current[b])))
+    conf = pd.DataFrame(rows, columns=["model_version", "day", "bin", "n"])
+    empty = pd.DataFrame()
+    aggs = Aggregates("f", win.first, AS_OF, 10, 0.01, empty, empty, empty, empty, conf)
+    drift = {d.model_version: d for d in confidence_drift(aggs, win, 500)}
+    for version, current in (("v2", shifted), ("v1", same)):
+        ref = psi_result(base, current, min_n=500)
+        assert drift[version].psi == pytest.approx(ref.value)
+        assert drift[version].status == ref.status.value
+    assert drift["v2"].status == "critical" and drift["v1"].status == "ok"
+    assert confidence_drift(aggs, win, 1_000) == []  # fewer current items than psi_min_n
+
+
+def test_latency_p95_bounds_cover_at_the_nominal_rate() -> None:
+    # Order-statistic bounds on the p95, read off the fixed latency histogram: how often is the
+    # true p95 of a lognormal below the lower bound (a false critical)?
+    from trustramp.evaluation import _quantile_bounds
+    from trustramp.metrics import N_LATENCY_BINS, latency_bin
+
+    rng = np.random.default_rng(5)
+    mu, sigma, n, sims = np.log(2_000.0), 0.8, 400, 1_000
+    true_p95 = float(np.exp(mu + sigma * stats.norm.ppf(0.95)))
+    draws = rng.lognormal(mu, sigma, size=(sims, n))
+    bins = np.asarray(latency_bin(draws), dtype=np.int64)
+    over = under = 0
+    for row in bins:
+        lo, hi = _quantile_bounds(np.bincount(row, minlength=N_LATENCY_BINS), 0.95, 0.05)
+        over += lo > true_p95
+        under += hi < true_p95
+    print(
+        f"p95 bounds, n={n}: lower above the truth {over / sims:.3f}, upper below "
+        f"{under / sims:.3f} (nominal 0.05 each)"
+    )
+    assert over / sims <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / sims)
+    assert under / sims <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / sims)
+
+
+def test_rolling_by_version_matches_raw_rows(demo_lake: dict) -> None:
+    """The per-version 24 h evidence equals counts on the raw rows of that version and day."""
+    from conftest import raw_joined
+
+    from trustramp.evaluation import gate_population, rolling_by_version, windows_for
+    from trustramp.store.aggregates import compute_aggregates
+    from trustramp.store.lake import Home, reader
+
+    cfg = demo_lake["config"]
+    win = windows_for(cfg, demo_lake["manifest"].end)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
+    finally:
+        con.close()
+    pop = gate_population(aggs, win, cfg)
+    got = rolling_by_version(aggs, win, cfg, [pop.version, pop.previous])
+    raw = raw_joined(demo_lake["home"], cfg.feature)
+    raw = raw[pd.to_datetime(raw["date"]).dt.date == win.as_of]
+    assert list(got) == [v for v in (pop.version, pop.previous) if v in set(raw["model_version"])]
+    for version, rolling in got.items():
+        r = raw[raw["model_version"] == version]
+        failed = r["status"].isin(["error", "timeout"])
+        ok = ~failed & r["confidence"].notna() & r["human_label"].notna()
+        unshown = r[ok & (r["mode"] == "shadow")]
+        for seg in ("all", *cfg.segments):
+            u = unshown if seg == "all" else unshown[unshown["segment"] == seg]
+            s = r if seg == "all" else r[r["segment"] == seg]
+            acc = rolling[("accuracy", seg)]
+            assert (acc.k, acc.n) == (int((u["human_label"] == u["predicted_label"]).sum()), len(u))
+            err = rolling[("error_rate", seg)]
+            assert (err.k, err.n) == (int(s["status"].isin(["error", "timeout"]).sum()), len(s))
+        lat = rolling[("latency_p95", "all")]
+        assert lat.n == int(r["latency_ms"].notna().sum())
+        assert lat.ci_low <= lat.value <= lat.ci_high

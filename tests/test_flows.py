@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from trustramp.errors import InputFileError, NoDataError
+from trustramp.errors import InputFileError, StoreError
 from trustramp.ingest import IngestReport
 from trustramp.orchestrate import NightlyResult, PublishOutcome, effective_config, run_flow
-from trustramp.pipeline import EvaluationResult
+from trustramp.pipeline import EvaluationResult, NoDataResult
 
 pytestmark = pytest.mark.slow
 
@@ -300,26 +300,46 @@ def test_run_flow_ingest_returns_the_ingest_report(
 def test_a_broken_pipeline_is_a_failed_run(
     nightly_run: tuple[Any, dict[str, int]], demo: Demo, tmp_path: Path
 ) -> None:
+    """Reports that cannot be written (a file where the folder should be): the run fails, and
+    run_flow raises the store error the CLI turns into exit 5."""
     from trustramp.orchestrate import load_flow
 
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    params = dict(config=demo.config, as_of=demo.end, home=demo.home, reports=blocker / "r")
+    state = load_flow("evaluate")(**params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(StoreError, match=r"cannot write the run's outputs at .*a-file"):
+        run_flow("evaluate", **params)
+
+
+def test_no_data_is_a_completed_run_that_says_which_as_of_has_data(
+    nightly_run: tuple[Any, dict[str, int]], demo: Demo, tmp_path: Path
+) -> None:
+    """The README's on-demand example without as_of (yesterday, long after the demo data):
+    not a crash, not a Failed run, but a result that names the data's last day."""
+    from trustramp.orchestrate import load_flow
+
+    later = demo.end + dt.timedelta(days=60)
     state = load_flow("evaluate")(
+        config=demo.config, as_of=later, home=demo.home, reports=tmp_path, return_state=True
+    )
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert isinstance(result, NoDataResult) and result.as_of == later
+    assert f"pass --as-of {demo.end}" in result.message
+    unknown = run_flow(
+        "evaluate",
         feature="no-such-feature",
         config=demo.config,
         as_of=demo.end,
         home=demo.home,
         reports=tmp_path,
-        return_state=True,
     )
-    assert state.is_failed()
-    with pytest.raises(NoDataError, match="no predictions for feature 'no-such-feature'"):
-        run_flow(
-            "evaluate",
-            feature="no-such-feature",
-            config=demo.config,
-            as_of=demo.end,
-            home=demo.home,
-            reports=tmp_path,
-        )
+    assert isinstance(unknown, NoDataResult)
+    assert "no predictions for feature 'no-such-feature'" in unknown.message
+    assert repr(FEATURE) in unknown.message  # names the feature the lake does have
+    assert not any(tmp_path.iterdir())  # nothing was written
 
 
 def test_a_prefect_notification_block_is_a_channel(

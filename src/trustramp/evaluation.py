@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trustramp import _dist
 from trustramp import metrics as m
 from trustramp.config import RolloutConfig
 from trustramp.contract import METRIC_COLUMNS as _METRIC_COLUMNS
@@ -29,6 +30,7 @@ from trustramp.decide.evidence import (
     Calibration,
     Count,
     DataSummary,
+    Drift,
     Evidence,
     Incident,
     Observed,
@@ -419,9 +421,11 @@ def _kappa_rows(rows: _Rows, aggs: Aggregates, win: Windows) -> None:
             )
 
 
-def _psi_rows(rows: _Rows, aggs: Aggregates, win: Windows, min_n: int) -> None:
-    conf = aggs.confidence
-    for version, g in conf.groupby("model_version"):
+def _psi_by_version(aggs: Aggregates, win: Windows, min_n: int) -> list[tuple[str, object]]:
+    """PSI of each version's last 7 days against its baseline week (versions with a baseline and
+    at least `min_n` current items)."""
+    out = []
+    for version, g in aggs.confidence.groupby("model_version"):
         base = _between(g, win.baseline_start, win.baseline_end).groupby("bin")["n"].sum()
         cur = _between(g, win.as_of - dt.timedelta(days=6), win.as_of).groupby("bin")["n"].sum()
         bins = np.arange(aggs.bins)
@@ -429,19 +433,96 @@ def _psi_rows(rows: _Rows, aggs: Aggregates, win: Windows, min_n: int) -> None:
         a = cur.reindex(bins, fill_value=0).to_numpy()
         if e.sum() == 0 or a.sum() < min_n:
             continue
-        r = m.psi_result(e, a, min_n=min_n)
+        out.append((str(version), m.psi_result(e, a, min_n=min_n)))
+    return out
+
+
+def confidence_drift(aggs: Aggregates, win: Windows, min_n: int) -> list[Drift]:
+    """The verdict's drift evidence: one `Drift` per version `_psi_by_version` judges."""
+    return [
+        Drift(
+            model_version=v,
+            psi=float(r.value),  # type: ignore[attr-defined]
+            warning=float(r.warning),  # type: ignore[attr-defined]
+            critical=float(r.critical),  # type: ignore[attr-defined]
+            status=str(r.status.value),  # type: ignore[attr-defined]
+            n_baseline=int(r.n_expected),  # type: ignore[attr-defined]
+            n_current=int(r.n_actual),  # type: ignore[attr-defined]
+        )
+        for v, r in _psi_by_version(aggs, win, min_n)
+    ]
+
+
+def _quantile_bounds(counts: np.ndarray, q: float, alpha: float) -> tuple[float, float]:
+    """Distribution-free one-sided bounds on the q-quantile of a latency histogram: the order
+    statistics X_(r) <= xi_q <= X_(s) with P(Binom(N, q) < r) <= alpha and P(Binom(N, q) >= s)
+    <= alpha, read off the histogram at levels r/N and s/N."""
+    total = int(counts.sum())
+    if total == 0:
+        return math.nan, math.nan
+    j = np.arange(total + 1)
+    cdf = np.asarray(_dist.binom_cdf(j, total, q), dtype=float)
+    r = int(np.searchsorted(cdf, alpha, side="right"))  # P(B <= r - 1) <= alpha
+    s = int(np.searchsorted(cdf, 1.0 - alpha, side="left")) + 1  # P(B >= s) <= alpha
+    levels = [max(r, 1) / total, min(s, total) / total]
+    lo, hi = np.atleast_1d(m.quantile_from_histogram(counts, levels))
+    return float(lo), float(hi)
+
+
+def rolling_by_version(
+    aggs: Aggregates, win: Windows, config: RolloutConfig, versions: Sequence[str | None]
+) -> dict[str, dict[tuple[str, str], Count | Observed]]:
+    """The last 24 h per model version (alerts): accuracy on its unshown items, its error and
+    override rates, and its p95 latency with order-statistic bounds; versions without traffic
+    that day are left out."""
+    day = _between(aggs.cells, win.as_of, win.as_of)
+    lat_day = _between(aggs.latency, win.as_of, win.as_of)
+    alpha = 1.0 - config.statistics.confidence_level
+    out: dict[str, dict[tuple[str, str], Count | Observed]] = {}
+    for version in dict.fromkeys(v for v in versions if v is not None):
+        d_v = day[day["model_version"] == version]
+        if d_v["n"].sum() == 0:
+            continue
+        lat_v = lat_day[lat_day["model_version"] == version]
+        rolling: dict[tuple[str, str], Count | Observed] = {}
+        for seg in ["all", *config.segments]:
+            d = d_v if seg == "all" else d_v[d_v["segment"] == seg]
+            u = d[d["mode"] == UNSHOWN]
+            rolling[("accuracy", seg)] = Count(int(u["correct"].sum()), int(u["labeled"].sum()))
+            rolling[("error_rate", seg)] = Count(int(d["errors"].sum()), int(d["n"].sum()))
+            rolling[("override_rate", seg)] = Count(
+                int(d["overridden"].sum()), int(d["shown_labeled"].sum())
+            )
+            lat = lat_v if seg == "all" else lat_v[lat_v["segment"] == seg]
+            counts = np.bincount(
+                lat["lat_bin"].to_numpy(np.int64),
+                weights=lat["n"].to_numpy(float),
+                minlength=m.N_LATENCY_BINS,
+            )
+            if counts.sum() > 0:
+                p95 = float(m.quantile_from_histogram(counts, 0.95))
+                lo, hi = _quantile_bounds(counts, 0.95, alpha)
+                rolling[("latency_p95", seg)] = Observed(p95, int(counts.sum()), lo, hi)
+            else:
+                rolling[("latency_p95", seg)] = Observed(None, 0)
+        out[str(version)] = rolling
+    return out
+
+
+def _psi_rows(rows: _Rows, aggs: Aggregates, win: Windows, min_n: int) -> None:
+    for version, r in _psi_by_version(aggs, win, min_n):
         frame = pd.DataFrame({"model_version": [version]})
         for name, value in (
-            ("psi", r.value),
-            ("psi_warning_level", r.warning),
-            ("psi_critical_level", r.critical),
+            ("psi", r.value),  # type: ignore[attr-defined]
+            ("psi_warning_level", r.warning),  # type: ignore[attr-defined]
+            ("psi_critical_level", r.critical),  # type: ignore[attr-defined]
         ):
             rows.add(
                 frame,
                 ["model_version"],
                 name,
                 np.array([value], dtype=float),
-                np.array([a.sum()]),
+                np.array([r.n_actual]),  # type: ignore[attr-defined]
                 window="window",
             )
 
@@ -649,6 +730,8 @@ def build_evidence(
         bias=bias,
         edge_cases=edge_cases or {},
         baseline_accuracy=baseline,
+        rolling_24h_by_version=rolling_by_version(aggs, win, config, [pop.version, pop.previous]),
+        drift=confidence_drift(aggs, win, st.psi_min_n),
         data=DataSummary(
             predictions=n_all,
             labeled=labeled,

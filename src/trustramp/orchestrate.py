@@ -175,13 +175,15 @@ class NightlyResult:
     published: dict[str, PublishOutcome] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     """Per feature whose evaluation or publication broke, the error."""
+    no_data: dict[str, str] = field(default_factory=dict)
+    """Per feature without predictions in the window (not a failure), the message."""
 
     def __repr__(self) -> str:  # the full results are large; show what a person checks first
         verdicts = {f: r.verdict.verdict.value for f, r in self.evaluations.items()}
         return (
             f"NightlyResult(files={len(self.ingest.files)}, "
             f"failed_files={len(self.ingest.failed)}, verdicts={verdicts}, "
-            f"failures={self.failures})"
+            f"no_data={sorted(self.no_data)}, failures={self.failures})"
         )
 
 

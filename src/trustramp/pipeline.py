@@ -185,6 +185,12 @@ def run_demo(
     lines += [f"  - {r}" for r in v["reasons"]]
     lines.append(f"outputs: {result.run_dir}")
     lines.append(f"report: {result.run_dir / 'readiness.html'}")
+    # The nightly deployment's default landing folder (prefect.yaml), empty until logs land.
+    (Path(home) / "landing").mkdir(parents=True, exist_ok=True)
+    lines.append(
+        f"next: trustramp evaluate --config {cfg_path} --as-of {manifest.end} "
+        "(the demo data ends that day; without --as-of, evaluate takes yesterday)"
+    )
     return lines
 
 
