@@ -184,20 +184,35 @@ def wait_for(path: Path, proc: subprocess.Popen, err: Path) -> dict[str, Any]:  
     return json.loads(path.read_text())
 
 
+def parquet_files(root: Path) -> list[Path]:
+    """The Parquet files under `root`, while another process writes there.
+
+    `os.walk`, not `Path.rglob`: the soak process creates and deletes folders meanwhile (its
+    ingest's `tmp/run-<id>` staging, the day cache's dirty marks), and rglob (Python 3.11)
+    raises FileNotFoundError when a folder vanishes under it; os.walk skips it.
+    """
+    return sorted(
+        Path(folder) / name
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name.endswith(".parquet")
+    )
+
+
 def lake_as_of(home: Path, sources: list[str], dest: Path) -> Path:
-    """A new home holding only the committed files of `sources`: the lake as it was that night."""
+    """A new home holding only the committed files of `sources`: the lake as it was that night.
+
+    Only the lake and the commit records are read (no day cache, no history: recomputed from
+    scratch); the soak process goes on writing beside them.
+    """
     keep = set(sources)
-    for f in home.rglob("*.parquet"):
-        rel = f.relative_to(home)
-        if rel.parts[0] == "lake":
-            src = f.name[len("part-") :].rsplit("-", 1)[0]
-        elif rel.parts[:2] in (("state", "ingest_log"), ("state", "quarantine")):
-            src = f.stem
-        else:
-            continue  # no day cache, no history: recomputed from scratch
-        if src in keep:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dest / rel)
+    for sub in ("lake", "state/ingest_log", "state/quarantine"):
+        for f in parquet_files(home / sub):
+            rel = f.relative_to(home)
+            src = f.name[len("part-") :].rsplit("-", 1)[0] if sub == "lake" else f.stem
+            if src in keep:  # committed files are never removed: the copy cannot miss them
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest / rel)
     return dest
 
 
