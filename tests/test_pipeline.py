@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 from conftest import write_rows
 
 from trustramp.config import parse_config
-from trustramp.pipeline import evaluate, ingest
+from trustramp.errors import NoDataError, UsageError
+from trustramp.pipeline import (
+    ThresholdsResult,
+    WhatIfResult,
+    evaluate,
+    ingest,
+    recommend_thresholds,
+    whatif,
+)
 
 AS_OF = dt.date(2026, 11, 20)
 
@@ -78,7 +87,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     ingest([root / "in"], home=root / "home", configs=[cfg])
     result = evaluate(home=root / "home", reports=root / "reports", as_of=AS_OF, config=cfg)
-    return {"result": result, "truth": truth, "root": root}
+    return {"result": result, "truth": truth, "root": root, "cfg": cfg, "home": root / "home"}
 
 
 def test_edge_case_slices_are_checked_from_the_data(run: dict) -> None:
@@ -117,3 +126,128 @@ def test_default_config_without_phase_start_evaluates(tmp_path: Path) -> None:
     assert result.verdict.to_dict()["verdict"] == "HOLD"
     assert result.thresholds.stage.startswith("not applied")
     assert "stage: not applied" in (result.run_dir / "thresholds.yaml").read_text()
+
+
+# -- the notebook API: dates as strings, typed results that show themselves -------------------------
+
+DATA_DAYS = (dt.date(2026, 11, 5), dt.date(2026, 11, 12))
+"""make_logs' prediction days (i % 8 days from Nov 5)."""
+
+
+@pytest.mark.parametrize("as_of", ["2026-11-20", " 2026-11-20 ", dt.datetime(2026, 11, 20, 17, 5)])
+def test_the_api_takes_dates_as_iso_strings_and_datetimes(
+    run: dict, tmp_path: Path, as_of: object
+) -> None:
+    by_date = recommend_thresholds(home=run["home"], as_of=AS_OF, config=run["cfg"])
+    th = recommend_thresholds(home=run["home"], as_of=as_of, config=run["cfg"])
+    assert isinstance(th, ThresholdsResult) and th.as_of == AS_OF
+    assert th.to_yaml() == by_date.to_yaml()
+    w = whatif({"auto": 0.9}, home=run["home"], as_of=as_of, config=run["cfg"])
+    assert isinstance(w, WhatIfResult) and w.as_of == AS_OF and w.policy["auto"] == 0.9
+    assert set(w.summary["policy"]) == {"proposed", "current"}
+
+
+def test_evaluate_takes_a_string_and_its_result_shows_itself(run: dict, tmp_path: Path) -> None:
+    result = evaluate(home=run["home"], reports=tmp_path, as_of="2026-11-20", config=run["cfg"])
+    assert result.as_of == AS_OF and result.run_dir == tmp_path / "docs" / "2026-11-20"
+    v = result.verdict.to_dict()
+    text = repr(result)
+    assert "\n" not in text and len(text) < 300
+    assert f"feature='docs', as_of=2026-11-20, verdict={v['verdict']}, phase=shadow" in text
+    page = result._repr_html_()
+    assert f"docs as of 2026-11-20: {v['verdict']}" in page
+    firing = [a for a in v["alerts"] if a.get("level")]
+    assert page.count("<table") == 1 + bool(firing)  # the criteria, and the alerts firing
+    assert ("<h4>Alerts firing</h4><p><em>none</em></p>" in page) == (not firing)
+    for c in v["criteria"]:
+        assert html.escape(c["name"]) in page
+    assert f"{v['data']['predictions']:,} predictions" in page
+
+
+def test_threshold_and_whatif_results_show_themselves(run: dict) -> None:
+    th = recommend_thresholds(home=run["home"], as_of=AS_OF, config=run["cfg"])
+    line = repr(th)
+    assert line.startswith("ThresholdsResult(feature='docs', as_of=2026-11-20, stage=")
+    assert "\n" not in line
+    bands = th.bands()
+    assert list(bands["band"]) == ["auto", "confirm", "review", "human"]
+    page = th._repr_html_()
+    assert "<table" in page and all(f"<td>{b}</td>" in page for b in bands["band"])
+    w = whatif({"auto": 0.9, "confirm": 0.7}, home=run["home"], as_of=AS_OF, config=run["cfg"])
+    per_day = w.workload.groupby("policy")["human_workload"].mean()
+    assert w.workload_per_day() == pytest.approx(per_day.to_dict())
+    line = repr(w)
+    assert "\n" not in line and "auto=0.9 confirm=0.7 review=0.6" in line
+    assert f"proposed {per_day['proposed']:,.0f}" in line
+    assert w._repr_html_().count("<table") == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("20-11-2026", "as_of '20-11-2026' is not a date; expected YYYY-MM-DD"),
+        ("yesterday", "is not a date"),
+        (20261120, "as_of must be a date or a YYYY-MM-DD string, got int"),
+        ("0001-01-05", "as-of 0001-01-05 is too early"),
+    ],
+)
+def test_a_bad_as_of_is_a_usage_error(run: dict, tmp_path: Path, value: object, match: str) -> None:
+    with pytest.raises(UsageError, match=match) as e:
+        evaluate(home=run["home"], reports=tmp_path, as_of=value, config=run["cfg"])  # type: ignore[arg-type]
+    assert isinstance(e.value, ValueError) and e.value.exit_code == 2
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "as_of", [dt.date(2027, 1, 1), dt.date(2026, 10, 1), dt.date(9999, 12, 31)]
+)
+def test_a_window_without_predictions_names_the_data_range(
+    run: dict, tmp_path: Path, as_of: dt.date
+) -> None:
+    """Before the first or long after the last data day: exit 6 with the range, not a crash."""
+    first, last = DATA_DAYS
+    start = as_of - dt.timedelta(days=run["cfg"].statistics.window_days - 1)
+    expected = (
+        f"no predictions for docs in the window {start}..{as_of}; "
+        f"the data covers {first}..{last}: pass --as-of {last}"
+    )
+    for call in (
+        lambda: evaluate(home=run["home"], reports=tmp_path, as_of=as_of, config=run["cfg"]),
+        lambda: recommend_thresholds(home=run["home"], as_of=as_of, config=run["cfg"]),
+        lambda: whatif({"auto": 0.9}, home=run["home"], as_of=as_of, config=run["cfg"]),
+    ):
+        with pytest.raises(NoDataError) as e:
+            call()
+        assert str(e.value) == expected and e.value.exit_code == 6
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_feature_the_lake_lacks_names_the_features_it_has(run: dict, tmp_path: Path) -> None:
+    with pytest.raises(
+        NoDataError, match=r"no predictions for feature 'nope' .* the lake has 'docs'"
+    ):
+        evaluate("nope", home=run["home"], reports=tmp_path, as_of=AS_OF, config=run["cfg"])
+
+
+@pytest.mark.parametrize(
+    ("policy", "match"),
+    [
+        ({"auto": 0.7, "confirm": 0.9}, "confirm 0.9 is above auto 0.7"),
+        ({"auto": 0.7}, "the config's confirm 0.8 is above auto 0.7"),
+        ({"review": 0.85}, "review 0.85 is above the config's confirm 0.8"),
+        ({"manual": 0.5}, "unknown band"),
+    ],
+)
+def test_whatif_bands_out_of_order_are_a_usage_error(
+    run: dict, policy: dict[str, float], match: str
+) -> None:
+    with pytest.raises(UsageError, match=match):
+        whatif(policy, home=run["home"], as_of=AS_OF, config=run["cfg"])
+
+
+def test_ingest_of_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    """The nightly deployment's landing folder missing was "unknown file type ''"."""
+    missing = tmp_path / "data" / "landing"
+    with pytest.raises(UsageError, match=rf"not found: {missing} \(no such file or folder\)"):
+        ingest([missing], home=tmp_path / "home")
+    assert not (tmp_path / "home").exists()  # refused before anything was created
