@@ -37,6 +37,7 @@ from trustramp.decide.evidence import (
     Regression,
     SegmentFlag,
 )
+from trustramp.errors import ConfigError
 from trustramp.store.aggregates import CELL_MEASURES, Aggregates
 
 METRIC_COLUMNS = list(_METRIC_COLUMNS)
@@ -86,13 +87,26 @@ def _between(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
 def choose_versions(
     aggs: Aggregates, win: Windows, config_version: str | None
 ) -> tuple[str | None, str | None]:
-    """(version to certify, previous version): the configured one, else the newest to appear."""
+    """(version to certify, previous version): the configured one, else the newest to appear.
+
+    A configured version with no predictions in the evaluated days is a ConfigError (exit 2)
+    naming the versions there are: certifying another version in its place would be wrong.
+    """
     cells = aggs.cells
     if cells.empty:
         return None, None
     first_seen = cells.groupby("model_version")["day"].min().sort_values(kind="stable")
     order = sorted(first_seen.index, key=lambda v: (first_seen[v], v))
-    candidate = config_version if config_version in order else (order[-1] if order else None)
+    if config_version is not None and config_version not in order:
+        shown = ", ".join(repr(str(v)[:80]) for v in order[-10:])
+        more = f" (and {len(order) - 10} older)" if len(order) > 10 else ""
+        raise ConfigError(
+            f"model_version {config_version[:80]!r} has no predictions of feature "
+            f"{aggs.feature[:80]!r} from {win.first} to {win.as_of}; the versions there are "
+            f"{shown}{more}, oldest first. Set model_version to one of them, or to null for "
+            "the newest."
+        )
+    candidate = config_version if config_version is not None else (order[-1] if order else None)
     if candidate is None:
         return None, None
     i = order.index(candidate)
