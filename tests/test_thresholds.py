@@ -190,9 +190,20 @@ def test_default_start_passes_with_half_the_allowed_errors(target: float, delta:
 
 def test_min_start_zero_starts_where_all_correct_could_pass() -> None:
     grid = pd.DataFrame({"lo": [0.9, 0.99], "n": [100, 30], "correct": [95, 30]})
-    brief = certify_threshold(grid, target=0.9, delta=0.05, min_start=0)
+    brief = certify_threshold(grid, target=0.9, delta=0.05, min_start=0, fallback=False)
     assert brief.start == pytest.approx(0.99)  # 30 >= 29 items, p = 0.9**30 = 0.042
     assert brief.curve.loc[0, "status"] == "rejected"
+    # with fallback the first checkpoint brings 3δ/4 = 0.0375 < 0.042; the next ones (≥ 58 and
+    # ≥ 116 items, both at 0.90: 125 of 130 correct, p = 0.0081) δ/8 each, so the walk
+    # resumes there at 0.0125
+    spread = certify_threshold(grid, target=0.9, delta=0.05, min_start=0)
+    assert [(t, round(s, 9)) for t, s in spread.checkpoints] == [(0.99, 0.75), (0.9, 0.25)]
+    assert spread.curve.loc[0, "status"] == "failed"
+    assert spread.curve.loc[0, "level"] == pytest.approx(0.0375)
+    assert (spread.curve.loc[1:8, "status"] == "untested").all()
+    assert spread.curve.loc[9, "level"] == pytest.approx(0.0125)
+    assert spread.threshold == pytest.approx(0.0)
+    assert "the walk resumed at 0.90, a checkpoint with 130 labeled items" in spread.reason
     default = certify_threshold(grid, target=0.9, delta=0.05)
     assert default.start == pytest.approx(0.9)  # 30 < 76 items at 0.99
 
