@@ -41,7 +41,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         [root / "input"], root / "home", segments=config.segments, validate_with_gx=False
     )
     assert not report.failed
-    return {"home": root / "home", "feature": config.feature}
+    return {"home": root / "home", "feature": config.feature, "config": config}
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,42 @@ def test_day_cache_written_by_spark_equals_duckdbs(
         finally:
             con.close()
     assert_same(loaded["duckdb"], loaded["spark"])
+
+
+def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
+    lake: dict, spark: SparkEngine, tmp_path: Path
+) -> None:
+    """A whole evaluation with `--engine spark` (stage 1 on Spark, joining the running session)
+    decides the same verdict from the same metrics as one on DuckDB."""
+    from trustramp.pipeline import evaluate
+    from trustramp.store.engine import EngineSpec
+
+    results = {}
+    for name in ("duckdb", "spark"):
+        copy = tmp_path / name / "home"
+        shutil.copytree(lake["home"], copy)  # type: ignore[arg-type]
+        con = reader(Home.at(copy))
+        _, end = data_window(con, lake["feature"])
+        con.close()
+        results[name] = evaluate(
+            home=copy,
+            reports=tmp_path / name / "reports",
+            as_of=end,
+            config=lake["config"],
+            engine=EngineSpec.of(name, spark_master="local[1]" if name == "spark" else None),
+        )
+        assert len(results[name].extras["recomputed_days"]) > 0
+    duck, got = (_rounded(results[n].verdict.to_dict()) for n in ("duckdb", "spark"))
+    assert got == duck
+    assert duck["criteria"] and duck["reasons"]
+    pd.testing.assert_frame_equal(results["duckdb"].metrics, results["spark"].metrics, rtol=1e-9)
+
+
+def _rounded(doc: object) -> object:
+    """A verdict document with floats to 12 significant digits (sums may differ in the last
+    bits between engines)."""
+    if isinstance(doc, dict):
+        return {k: _rounded(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_rounded(v) for v in doc]
+    return float(f"{doc:.12g}") if isinstance(doc, float) else doc

@@ -327,6 +327,24 @@ def _fail_on(value: str | None) -> set[str]:
     is_flag=True,
     help="Recompute every day's aggregates (default: only days with new data).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"], case_sensitive=False),
+    envvar="TRUSTRAMP_ENGINE",
+    help="Engine that recomputes the day statistics: duckdb, embedded (default), or spark "
+    "(pip install 'trustramp[spark]'); or TRUSTRAMP_ENGINE. The rest runs on DuckDB.",
+)
+@click.option(
+    "--spark-remote",
+    metavar="sc://HOST:PORT",
+    help="With --engine spark: a Spark Connect server that sees the same home folder.",
+)
+@click.option(
+    "--spark-master",
+    metavar="MASTER",
+    help="With --engine spark: a Spark master such as local[4] (default local[*]; a local "
+    "master needs Java 17 or 21).",
+)
 @home_option
 @reports_option
 @wait_option
@@ -338,6 +356,9 @@ def evaluate(
     config_path: Path | None,
     fail_on: str | None,
     full_recompute: bool,
+    engine: str | None,
+    spark_remote: str | None,
+    spark_master: str | None,
     home: Path,
     reports: Path,
     wait_seconds: float,
@@ -353,10 +374,13 @@ def evaluate(
     from trustramp.orchestrate import prefect_requested, run_flow
     from trustramp.pipeline import NoDataResult
     from trustramp.pipeline import evaluate as run_evaluate
+    from trustramp.store.engine import EngineSpec
 
     failing = _fail_on(fail_on)
+    spec = EngineSpec.of(engine, spark_remote=spark_remote, spark_master=spark_master)
     day = as_of.date() if as_of else None
     if prefect_requested(use_prefect):
+        spec.export()  # the flow runs in this process: its evaluation reads the engine from env
         result = run_flow(
             "evaluate",
             feature=feature,
@@ -380,6 +404,7 @@ def evaluate(
             config=config_path,
             wait_seconds=wait_seconds,
             full_recompute=full_recompute,
+            engine=spec,
         )
     v = result.verdict.to_dict()
     click.echo(

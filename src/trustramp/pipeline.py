@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from trustramp.notify import NotifyReport
     from trustramp.store.aggregates import Aggregates
     from trustramp.store.daycache import Refresh
+    from trustramp.store.engine import EngineSpec
     from trustramp.store.lake import Home
 
 log = logging.getLogger(__name__)
@@ -481,9 +482,12 @@ def _load_aggregates(
     *,
     wait_seconds: float,
     full_recompute: bool = False,
+    engine: EngineSpec | None = None,
 ) -> tuple[Windows, Aggregates, Refresh]:
-    """(windows, aggregates, refresh) for an evaluation: refresh the day cache, then read it."""
+    """(windows, aggregates, refresh) for an evaluation: refresh the day cache (on `engine`'s
+    stage-1 engine; default: TRUSTRAMP_ENGINE, else DuckDB), then read it."""
     from trustramp.store import daycache
+    from trustramp.store.engine import EngineSpec
     from trustramp.store.lock import writer_lock
 
     win = _windows(cfg, as_of)
@@ -492,7 +496,9 @@ def _load_aggregates(
     # The day cache is written, then read, under the lock: another writer (an ingest, another
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
-    with stage("aggregates", days=(as_of - win.first).days + 1) as line:
+    spec = engine if engine is not None else EngineSpec.of()
+    # Spark starts (seconds) before the lock is taken, not while holding it.
+    with stage("aggregates", days=(as_of - win.first).days + 1) as line, spec.started() as eng:
         with writer_lock(home.root, wait_seconds=wait_seconds):
             refreshed = daycache.refresh(
                 con,
@@ -503,6 +509,7 @@ def _load_aggregates(
                 bins=bins,
                 grid_step=step,
                 full=full_recompute,
+                engine=eng,
             )
             aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
         line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
@@ -657,6 +664,7 @@ def evaluate(
     wait_seconds: float = 600.0,
     memory_limit: str | None = None,
     full_recompute: bool = False,
+    engine: EngineSpec | None = None,
 ) -> EvaluationResult:
     """Evaluate one feature as of a date: metrics, verdict, thresholds; write the run's outputs.
 
@@ -669,6 +677,8 @@ def evaluate(
     config : a rollout config (file or object); default: the playbook defaults.
     full_recompute : recompute every day's aggregates instead of only the days that new
         predictions or late decisions touched since the last run.
+    engine : the stage-1 engine that recomputes days (`store.engine.EngineSpec`); default:
+        TRUSTRAMP_ENGINE, else DuckDB. The rest of the evaluation always runs on DuckDB.
 
     Raises
     ------
@@ -710,7 +720,13 @@ def evaluate(
     h, con = _open_home(home, memory_limit=memory_limit)
     try:
         win, aggs, refreshed = _load_aggregates(
-            con, h, cfg, as_of, wait_seconds=wait_seconds, full_recompute=full_recompute
+            con,
+            h,
+            cfg,
+            as_of,
+            wait_seconds=wait_seconds,
+            full_recompute=full_recompute,
+            engine=engine,
         )
         # How fresh the snapshot this run reads is (the day-cache refresh moved the views to the
         # commits current under the lock): a stale run never replaces a fresher one's folder.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import duckdb
 import pandas as pd
 
-from trustramp.errors import ConfigError
+from trustramp.errors import UsageError
 from trustramp.store.duck import translated
 from trustramp.store.lake import Home, attach_views
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb", "spark")
 ENGINE_ENV = "TRUSTRAMP_ENGINE"
 """Environment variable naming the stage-1 engine when no option does (default: duckdb)."""
+REMOTE_ENV = "TRUSTRAMP_SPARK_REMOTE"
+MASTER_ENV = "TRUSTRAMP_SPARK_MASTER"
+"""Where Spark runs when the engine is spark and no option says (remote first)."""
 
 
 class Engine(Protocol):
@@ -79,7 +82,7 @@ def engine_name(name: str | None = None) -> str:
     """The engine asked for: `name`, else TRUSTRAMP_ENGINE, else duckdb (checked)."""
     chosen = (name or os.environ.get(ENGINE_ENV) or "duckdb").strip().lower()
     if chosen not in ENGINES:
-        raise ConfigError(
+        raise UsageError(
             f"engine {chosen[:40]!r} is not one of {', '.join(ENGINES)} (--engine or {ENGINE_ENV})"
         )
     return chosen
@@ -104,17 +107,31 @@ class EngineSpec:
         spark_remote: str | None = None,
         spark_master: str | None = None,
     ) -> EngineSpec:
+        """The engine asked for (else TRUSTRAMP_ENGINE, TRUSTRAMP_SPARK_REMOTE/_MASTER),
+        its flags checked together."""
         chosen = engine_name(name)
+        if chosen == "spark" and not (spark_remote or spark_master):
+            spark_remote = os.environ.get(REMOTE_ENV) or None
+            spark_master = None if spark_remote else os.environ.get(MASTER_ENV) or None
         if chosen != "spark" and (spark_remote or spark_master):
             flag = "--spark-remote" if spark_remote else "--spark-master"
-            raise ConfigError(f"{flag} needs --engine spark (the engine is {chosen})")
+            raise UsageError(f"{flag} needs --engine spark (the engine is {chosen})")
         if spark_remote and spark_master:
-            raise ConfigError("--spark-remote and --spark-master exclude each other: give one")
+            raise UsageError("--spark-remote and --spark-master exclude each other: give one")
         if spark_remote and not spark_remote.startswith("sc://"):
-            raise ConfigError(
+            raise UsageError(
                 f"--spark-remote {spark_remote[:60]!r} is not a Spark Connect URL (sc://HOST:PORT)"
             )
         return cls(chosen, spark_remote, spark_master)
+
+    def export(self) -> None:
+        """Put this choice in the environment, for code that reads it there (a flow run)."""
+        os.environ[ENGINE_ENV] = self.name
+        for var, value in ((REMOTE_ENV, self.spark_remote), (MASTER_ENV, self.spark_master)):
+            if value:
+                os.environ[var] = value
+            else:
+                os.environ.pop(var, None)
 
     @contextlib.contextmanager
     def started(self) -> Iterator[SparkEngine | None]:

@@ -1,0 +1,69 @@
+"""`trustramp evaluate --engine/--spark-remote/--spark-master` and TRUSTRAMP_ENGINE: flag
+combinations are checked before any work, each refusal one line naming the flags (no Spark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from trustramp.cli import main
+from trustramp.errors import UsageError
+from trustramp.store.engine import ENGINE_ENV, MASTER_ENV, REMOTE_ENV, EngineSpec
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (ENGINE_ENV, REMOTE_ENV, MASTER_ENV):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--spark-master", "local[1]"], "--spark-master needs --engine spark"),
+        (["--engine", "duckdb", "--spark-remote", "sc://h:15002"], "--spark-remote needs --engine"),
+        (
+            ["--engine", "spark", "--spark-remote", "sc://h:15002", "--spark-master", "local[1]"],
+            "--spark-remote and --spark-master exclude each other",
+        ),
+        (["--engine", "spark", "--spark-remote", "http://h:15002"], "not a Spark Connect URL"),
+    ],
+)
+def test_flag_combinations_are_refused_in_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    home = tmp_path / "home"
+    r = CliRunner().invoke(main, ["evaluate", "--home", str(home), *args])
+    assert r.exit_code == UsageError.exit_code, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not (home / "lake").exists()  # refused before the home was touched
+
+
+def test_an_unknown_engine_from_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENGINE_ENV, "oracle")
+    r = CliRunner().invoke(main, ["evaluate", "--home", str(tmp_path)])
+    assert r.exit_code == 2 and "oracle" in r.output and "Traceback" not in r.output
+    with pytest.raises(UsageError, match="TRUSTRAMP_ENGINE"):
+        EngineSpec.of()
+
+
+def test_the_environment_chooses_engine_and_master(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EngineSpec.of() == EngineSpec("duckdb")
+    monkeypatch.setenv(ENGINE_ENV, "Spark")
+    monkeypatch.setenv(MASTER_ENV, "local[2]")
+    assert EngineSpec.of() == EngineSpec("spark", None, "local[2]")
+    # an option wins over the environment, and a duckdb run ignores Spark's variables
+    assert EngineSpec.of("duckdb") == EngineSpec("duckdb")
+    assert EngineSpec.of("spark", spark_master="local[1]").spark_master == "local[1]"
+    monkeypatch.setenv(REMOTE_ENV, "sc://h:15002")
+    assert EngineSpec.of("spark") == EngineSpec("spark", "sc://h:15002", None)
+
+
+def test_duckdb_starts_no_engine() -> None:
+    with EngineSpec.of("duckdb").started() as engine:
+        assert engine is None
