@@ -44,3 +44,9 @@ class UsageError(TrustrampError, ValueError):
     """An argument cannot be used: a bad date, bands out of order, a path that does not exist."""
 
     exit_code = 2
+
+
+class NotWritableError(TrustrampError):
+    """A folder trustramp must write (the home, its lake, state or tmp) is not writable."""
+
+    exit_code = 7

@@ -6,17 +6,20 @@ own unit of work: it lands whole or not at all, and a file that cannot be read f
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trustramp.contract import DEFAULT_SEGMENTS, Kind, infer_kind, schema_for
-from trustramp.errors import InputFileError, TrustrampError
-from trustramp.ingest.checks import missing_columns
+from trustramp.errors import InputFileError, NotWritableError, TrustrampError
+from trustramp.ingest.checks import case_mismatches, missing_columns
 from trustramp.ingest.expectations import warm_up
 from trustramp.ingest.readers import FORMATS, Source, content_hash, file_format, open_source
 from trustramp.store.duck import connect
@@ -25,6 +28,7 @@ from trustramp.store.lock import writer_lock
 from trustramp.store.staging import (
     SourceFile,
     StagedFile,
+    StagedKind,
     audit_staged,
     discard_run,
     new_run_dir,
@@ -49,6 +53,9 @@ class FileResult:
     rows_quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    skip_reason: str | None = None
+    """Why a file was skipped when it was not read at all (a dangling link, a FIFO, ...);
+    None for a file skipped because it was already ingested."""
 
 
 @dataclass
@@ -73,11 +80,13 @@ class IngestReport:
 
     def summary_lines(self, *, per_file: bool = True) -> list[str]:
         lines = []
-        for f in self.files if per_file else self.failed:
+        for f in self.files:
+            if not per_file and f.status != "failed" and f.skip_reason is None:
+                continue
             if f.status == "failed":
                 lines.append(f"FAILED   {f.path}: {f.error}")
             elif f.status == "skipped":
-                lines.append(f"skipped  {f.path} (already ingested)")
+                lines.append(f"skipped  {f.path} ({f.skip_reason or 'already ingested'})")
             else:
                 lines.append(
                     f"ingested {f.path} [{f.kind}]: {f.rows_read:,} read, {f.rows_new:,} new, "
@@ -95,7 +104,8 @@ class IngestReport:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, and the data files (by extension) under named folders, sorted."""
+    """Files named directly, and the entries named like data files (by extension) under named
+    folders, sorted; entries that are not regular files are kept, for `_plan` to skip by name."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -103,12 +113,43 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
                 sorted(
                     f
                     for f in p.rglob("*")
-                    if f.is_file() and f.suffix.lower() in FORMATS and not f.name.startswith(".")
+                    if f.suffix.lower() in FORMATS and not f.name.startswith(".") and not _is_dir(f)
                 )
             )
         else:
             out.append(p)
     return out
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a file without opening it (a FIFO is never opened: reading
+    one blocks until something writes to it); None for a regular file or a link to one."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        if path.is_symlink():
+            if e.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            return f"a dangling symbolic link (to {os.readlink(path)})"
+        return None  # not there at all: the caller says so
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISFIFO(st.st_mode):
+        return "a FIFO (named pipe), not a regular file; not opened"
+    if stat.S_ISSOCK(st.st_mode):
+        return "a socket, not a regular file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "a device, not a regular file"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder named like a data file"
+    return "not a regular file"
 
 
 def peek_columns(path: Path) -> list[str]:
@@ -136,9 +177,12 @@ def resolve_kind(path: Path, columns: Sequence[str], kind: Kind | None) -> Kind:
     inferred = infer_kind(list(columns))
     if inferred is None:
         ids = ", ".join(f"{schema_for(k).id_column} ({k})" for k in Kind)
+        id_names = {schema_for(k).id_column for k in Kind}
+        by_case = [c for c in columns if c not in id_names and c.lower() in id_names]
+        hint = f" ({', '.join(map(repr, by_case))} differs only by case)" if by_case else ""
         raise InputFileError(
             f"{path}: cannot tell the kind of data from its columns; expected "
-            f"one id column of: {ids}. Pass --kind to say it."
+            f"one id column of: {ids}{hint}. Pass --kind to say it."
         )
     return inferred
 
@@ -166,7 +210,7 @@ def ingest_paths(
     wait_seconds : how long to wait for another writer's lock.
     crash_after : testing hook, one of "stage", "parts": exit the process abruptly at that point.
     """
-    h = Home.at(home)
+    h = open_home(home)
     fixed_kind = Kind(kind) if kind is not None else None
     files = expand_paths(paths)
     results: list[FileResult] = []
@@ -215,11 +259,35 @@ def ingest_paths(
     return IngestReport(results)
 
 
+def open_home(home: str | Path) -> Home:
+    """The home, its folders created; NotWritableError (one line: which folder, and the fix)
+    when this process cannot write there, before anything else is done."""
+    try:
+        h = Home.at(home)
+        for d in (h.root, h.lake, h.ingest_log, h.quarantine, h.tmp):
+            probe = d / f".write-probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+    except OSError as e:
+        where = e.filename or home
+        raise NotWritableError(
+            f"cannot write to {where} ({e.strerror}): the trustramp home {Path(home)} must be "
+            f"writable by this user; fix its permissions, or pass another --home "
+            f"(or TRUSTRAMP_HOME)"
+        ) from None
+    return h
+
+
 def _plan(
     files: list[Path], kind: Kind | None, results: list[FileResult]
 ) -> list[tuple[Path, Kind]]:
     planned: list[tuple[Path, Kind]] = []
     for path in files:
+        why = not_a_file(path)
+        if why is not None:  # a run does not fail for it: the entry is named in the report
+            log.warning("skipped %s: %s", path, why)
+            results.append(FileResult(path=path, status="skipped", skip_reason=why))
+            continue
         try:
             file_format(path)
             if not path.is_file():
@@ -253,6 +321,14 @@ def _sources(
         schema = schema_for(kind)
         try:
             columns = peek_columns(path)
+            mismatched = case_mismatches(schema, columns)
+            if mismatched:
+                named = "; ".join(f"{c!r} is not {n!r}" for c, n in mismatched)
+                raise InputFileError(
+                    f"{path}: column names differ from the {kind} contract only by case "
+                    f"({named}); contract names are lower-case: rename the column"
+                    f"{'s' if len(mismatched) > 1 else ''}"
+                )
             missing = missing_columns(schema, columns)
             if missing:
                 raise InputFileError(
@@ -282,18 +358,51 @@ def _stage_group(
     staged: list[StagedFile],
     results: list[FileResult],
 ) -> list[StagedFile]:
-    """Stage the files of one kind together; files that fail are reported and left out."""
+    """Stage the files of one kind together; files that fail are reported and left out.
+
+    When the set-based steps break (out of memory, say), each file is staged alone to find the
+    ones that break them, its output thrown away; the others are staged together again (their
+    deduplication must see each other), in a fresh folder. Only the files that break alone fail.
+    """
     preds = [s.parts_dir for s in staged if s.kind == Kind.PREDICTIONS and s.parts_dir]
-    try:
-        out = stage_kind(
-            con, home, run_dir, schema_for(kind), group, segments=segments, run_predictions=preds
+
+    def stage(files: list[SourceFile], folder: Path) -> StagedKind:
+        return stage_kind(
+            con, home, folder, schema_for(kind), files, segments=segments, run_predictions=preds
         )
-    except TrustrampError as e:  # the set-based steps broke: none of the kind's files lands
+
+    try:
+        out = stage(group, run_dir)
+    except (TrustrampError, MemoryError) as e:
+        error = _one_line(e)
+        bad: dict[str, str] = {}
+        if len(group) > 1:
+            for n, f in enumerate(group):
+                probe = run_dir / f"probe-{kind.value}-{n}"
+                try:
+                    stage([f], probe)
+                except (TrustrampError, MemoryError) as e_alone:
+                    bad[f.src] = _one_line(e_alone)
+                finally:
+                    discard_run(probe)
+        good = [f for f in group if f.src not in bad]
+        out = StagedKind([], [])
+        if bad and good:
+            try:
+                out = stage(good, run_dir / f"retry-{kind.value}")
+            except (TrustrampError, MemoryError) as e_again:
+                error = _one_line(e_again)
         for f in group:
-            results.append(
-                FileResult(path=f.path, status="failed", kind=kind, source=f.src, error=str(e))
-            )
-        return []
+            if not _has(out, f):
+                results.append(
+                    FileResult(
+                        path=f.path,
+                        status="failed",
+                        kind=kind,
+                        source=f.src,
+                        error=f"{f.path}: nothing of it was ingested: {bad.get(f.src, error)}",
+                    )
+                )
     for f, error in out.failed:
         results.append(
             FileResult(path=f.path, status="failed", kind=kind, source=f.src, error=error)
@@ -301,11 +410,25 @@ def _stage_group(
     return out.staged
 
 
+def _has(out: StagedKind, f: SourceFile) -> bool:
+    return any(s.src == f.src for s in out.staged) or any(g.src == f.src for g, _ in out.failed)
+
+
+def _one_line(e: BaseException) -> str:
+    """An error's first line (DuckDB appends paragraphs of advice)."""
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[StagedFile]:  # type: ignore[no-untyped-def]
     """Great Expectations audit of everything staged to land, once per kind (its overhead is per call).
 
     A failure means the row checks let something through: every staged file of that kind fails
     (their deduplication saw each other), with the failed expectations named; nothing of them lands.
+    When the audit cannot run at all (out of memory, a DuckDB error), each file of the kind is
+    audited alone, and only the files whose own audit cannot run fail: the others still land.
     """
     from trustramp.ingest.expectations import audit
 
@@ -313,7 +436,12 @@ def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[Sta
     for kind in KIND_ORDER:
         group = [s for s in staged if s.kind == kind]
         parts = [s.parts_dir for s in group if s.parts_dir is not None]
-        failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
+        try:
+            failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
+        except (TrustrampError, MemoryError) as e:
+            log.warning("the %s audit could not run (%s); auditing each file alone", kind, e)
+            keep += _audit_alone(con, kind, group, audit, results)
+            continue
         if not failed:
             keep += group
             continue
@@ -328,6 +456,35 @@ def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[Sta
                     f"({', '.join(failed)}); nothing of them was ingested",
                 )
             )
+    return keep
+
+
+def _audit_alone(
+    con, kind: Kind, group: list[StagedFile], audit, results: list[FileResult]
+) -> list[StagedFile]:  # type: ignore[no-untyped-def]
+    keep: list[StagedFile] = []
+    for s in group:
+        error = None
+        try:
+            parts = [s.parts_dir] if s.parts_dir is not None else []
+            failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
+            if failed:
+                error = f"failed the contract audit ({', '.join(failed)})"
+        except (TrustrampError, MemoryError) as e:
+            reason = "out of memory" if isinstance(e, MemoryError) else str(e).splitlines()[0]
+            error = f"the contract audit could not run on its rows ({reason})"
+        if error is None:
+            keep.append(s)
+            continue
+        results.append(
+            FileResult(
+                path=s.path,
+                status="failed",
+                kind=kind,
+                source=s.src,
+                error=f"{s.path}: {error}; nothing of it was ingested",
+            )
+        )
     return keep
 
 

@@ -391,12 +391,29 @@ def _open_parquet(path: Path, batch_rows: int) -> Source:
     return Source(path, "parquet", names, _parquet_batches(path, pf, schema, batch_rows))
 
 
+PARQUET_BATCH_BYTES = 64 << 20
+"""Bytes of Arrow memory per batch read from a Parquet file: a few MB on disk can be GBs of
+repeated long text (dictionary-encoded, compressed), so rows alone do not bound a batch."""
+
+
+def _parquet_batch_rows(pf: pq.ParquetFile, batch_rows: int) -> int:
+    """Rows per batch: `batch_rows`, fewer when a sample of the first rows says that many would
+    take more than PARQUET_BATCH_BYTES."""
+    if pf.metadata.num_rows == 0 or pf.num_row_groups == 0:
+        return batch_rows
+    probe = next(pf.iter_batches(batch_size=1024, row_groups=[0]), None)
+    if probe is None or probe.num_rows == 0:
+        return batch_rows
+    per_row = max(1.0, probe.nbytes / probe.num_rows)
+    return max(1, min(batch_rows, int(PARQUET_BATCH_BYTES / per_row)))
+
+
 def _parquet_batches(
     path: Path, pf: pq.ParquetFile, schema: pa.Schema, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, batch_rows)):
             n = batch.num_rows
             rows = pa.array(np.arange(row + 1, row + n + 1, dtype=np.int64))
             row += n

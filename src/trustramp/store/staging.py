@@ -40,6 +40,7 @@ from trustramp.contract import (
     ROW_HASH,
     SOURCE,
     UNMATCHED_FEATURE,
+    ColType,
     Kind,
     Schema,
 )
@@ -149,6 +150,8 @@ def stage_kind(
             fmts[i] = _check_file(con, schema, files[i], i, checked)
         except TrustrampError as e:
             errors[i] = str(e)
+        except MemoryError:
+            errors[i] = f"{files[i].path}: out of memory while checking its rows"
     failed = [(files[i], errors[i]) for i in sorted(errors)]
     ok = [(i, f, fmts[i]) for i, f in enumerate(files) if i not in errors]
     staged = {i: StagedFile(src=f.src, path=f.path, kind=schema.kind, fmt=fmt) for i, f, fmt in ok}
@@ -366,6 +369,8 @@ class _Stream:
                 self.alone.append(i)
             except TrustrampError as e:
                 self.failed[i] = str(e)
+            except MemoryError:
+                self.failed[i] = f"{f.path}: out of memory while reading it; nothing of it landed"
             except Exception as e:  # not ours to judge: raised again after the query
                 self.error = e
                 return
@@ -612,6 +617,12 @@ def _dirty_days(
 
 AUDIT_ROWS = 200_000
 """Rows per kind and run that the Great Expectations audit sees by default (a seeded sample)."""
+AUDIT_TEXT_CHARS = 36
+"""Longest text the audit sees: a longer value is replaced by `md5:` and its MD5 (36 characters),
+which keeps what the suite checks (null or not, equality for the id's uniqueness, membership of an
+enum's set) and bounds the sample's bytes (rows x columns x 36) however long the values are: a
+Parquet file of a few MB can hold GBs of repeated long text."""
+AUDIT_CHUNK_ROWS = 100_000
 
 
 def audit_staged(
@@ -625,22 +636,34 @@ def audit_staged(
     Great Expectations validates pandas frames in Python, at a few hundred thousand rows a second
     on this class of machine, so by default it audits a seeded reservoir sample of
     `AUDIT_ROWS` rows per kind and run (every row when there are fewer); set the environment
-    variable TRUSTRAMP_GX_AUDIT_ROWS to `all` to audit every row. The row-level SQL checks, which
-    decide the quarantine, always see every row.
+    variable TRUSTRAMP_GX_AUDIT_ROWS to `all` to audit every row. Text values are cut to
+    `AUDIT_TEXT_CHARS` (by hashing) before sampling, so the sample's bytes are bounded too. The
+    row-level SQL checks, which decide the quarantine, always see every row.
     """
     files = [str(p / "*" / "*" / "*.parquet") for p in parts_dirs]
     if not files:
         return []
-    names = [c for c in schema.names if c != FEATURE]
+    cols = []
+    for c in schema.columns:
+        if c.name == FEATURE:
+            continue
+        ident = quote_ident(c.name)
+        if c.type in (ColType.STRING, ColType.ENUM, ColType.JSON):
+            cols.append(
+                f"CASE WHEN length({ident}) <= {AUDIT_TEXT_CHARS} THEN {ident} "
+                f"ELSE 'md5:' || md5({ident}) END AS {ident}"
+            )
+        else:
+            cols.append(ident)
     limit = os.environ.get("TRUSTRAMP_GX_AUDIT_ROWS", str(AUDIT_ROWS)).strip().lower()
     sample = "" if limit == "all" else f" USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (7)"
     query = (
-        f"SELECT {', '.join(quote_ident(n) for n in names)} FROM read_parquet("
-        f"[{', '.join(quote_literal(f) for f in files)}], union_by_name = true){sample}"
+        f"SELECT * FROM (SELECT {', '.join(cols)} FROM read_parquet("
+        f"[{', '.join(quote_literal(f) for f in files)}], union_by_name = true)){sample}"
     )
     failed: list[str] = []
     with translated(f"auditing staged {schema.kind.value}"):
-        for batch in con.sql(query).to_arrow_reader(1_000_000):
+        for batch in con.sql(query).to_arrow_reader(AUDIT_CHUNK_ROWS):
             failed += [f for f in audit(schema.kind, batch.to_pandas()) if f not in failed]
     return failed
 
