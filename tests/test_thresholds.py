@@ -465,9 +465,14 @@ def test_guarantee_in_words(data) -> None:
     auto, confirm = rec.band("auto"), rec.band("confirm")
     assert auto.guarantee == (
         f"With probability at least 95 %, items at or above {auto.threshold:.2f} are at least "
-        f"95 % accurate (Learn-then-Test, fixed sequence, n = {rec.n_labeled:,} labeled unshown "
-        "items of model v2)"
+        f"95 % accurate (Learn-then-Test, fixed sequence with fallback; n = {auto.n:,} of the "
+        f"{rec.n_labeled:,} labeled unshown items of model v2 fall in the band)"
     )
+    # n is the band's own labeled items, not all of them
+    assert 0 < auto.n < rec.n_labeled and auto.n == (grid["lo"] >= auto.threshold - 1e-9).pipe(
+        lambda above: int(grid.loc[above, "n"].sum())
+    )
+    assert f"n = {confirm.n:,} of the {rec.n_labeled:,}" in confirm.guarantee
     assert f"items in [{confirm.threshold:.2f}, {auto.threshold:.2f}) are at least 80 %" in (
         confirm.guarantee
     )
@@ -641,9 +646,77 @@ def test_moderate_floor_above_the_band_above_empties_the_band(data) -> None:
     rec = recommend_thresholds(grid, Routing())
     staged = apply_progression(rec, "moderate", floors={"auto": 0.95, "confirm": 0.97})
     confirm = staged.band("confirm")
-    assert confirm.threshold == 0.95 and confirm.items == 0 and confirm.guarantee is None
+    assert confirm.threshold is None and confirm.items == 0 and confirm.guarantee is None
     assert "is above the band above: the band is empty" in confirm.reason
+    assert "[0.95, 0.95) is empty, narrower than 0.05: not offered" in confirm.reason
     assert staged.band("review").upper == 0.95
+    assert to_config_patch(staged)["routing"]["confirm"] == 0.95  # written empty
+
+
+def narrow_review_population(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Auto and confirm certify down to 0.84; review only the one cell [0.83, 0.84).
+
+    Accurate (0.965) from 0.90 up, 0.83 in [0.84, 0.90), 0.68 in the cell [0.83, 0.84) (enough
+    of them to sink confirm there, and to pass review's 60 %), never right below.
+    """
+    rng = np.random.default_rng(seed)
+    parts = [(0.90, 1.0, 6000, 0.965), (0.84, 0.90, 4000, 0.83), (0.83, 0.84, 1200, 0.68)]
+    parts.append((0.60, 0.83, 3000, 0.0))
+    c = np.concatenate([rng.uniform(lo + 1e-4, hi - 1e-4, n) for lo, hi, n, _ in parts])
+    acc = np.concatenate([np.full(n, a) for *_, n, a in parts])
+    return c, (rng.random(c.size) < acc).astype(float)
+
+
+def test_a_band_one_grid_step_wide_is_not_offered() -> None:
+    c, y = narrow_review_population()
+    grid = grid_counts(c, y)
+    # the walk alone certifies review on the one cell below confirm
+    confirm = certify_threshold(grid, target=0.8, delta=0.05 / 3, upper=0.9)
+    alone = certify_threshold(grid, target=0.6, delta=0.05 / 3, upper=confirm.threshold)
+    assert (confirm.threshold, alone.threshold) == (0.84, 0.83)
+    rec = recommend_thresholds(grid, Routing())
+    assert (rec.thresholds["auto"], rec.thresholds["confirm"]) == (0.9, 0.84)
+    review = rec.band("review")
+    assert review.threshold is None and review.items == 0 and review.guarantee is None
+    assert "review: [0.83, 0.84) is 0.01 wide, narrower than 0.05: not offered" in review.reason
+    assert review.reason in rec.notes
+    human = rec.band("human")  # the cell's items went to the band below
+    assert human.upper == 0.84 and human.items == int((c < 0.84).sum())
+    assert to_config_patch(rec)["routing"]["review"] == 0.84
+
+
+def test_shares_are_what_the_patch_routes(data) -> None:
+    """Every band's items and share, globally and per segment, are what the written config
+    patch routes (``c >= auto`` to auto, and so on down), counted on the raw items.
+
+    (A closed auto band is written as 1.0; items at exactly 1.0 would still reach it, and the
+    grid's last cell cannot tell them apart; these populations have none.)
+    """
+    grid, a = data
+    c, seg = a["c"], a["segment"]
+    narrow_c, narrow_y = narrow_review_population()
+    cases = [(recommend_thresholds(grid_counts(narrow_c, narrow_y), Routing()), narrow_c)]
+    for stage in ("moderate", "optimized"):
+        rec = apply_progression(recommend_thresholds(grid, Routing()), stage)
+        groups = recommend_by_group(grid, Routing())
+        groups = {g: apply_progression(r, stage) for g, r in groups.by_group.items()}
+        cases.append((rec, c))
+        cases += [(r, c[seg == g]) for g, r in groups.items()]
+    for rec, conf in cases:
+        assert conf.max() < 1.0
+        written = to_config_patch(rec)["routing"]
+        auto = conf >= written["auto"]
+        confirm = ~auto & (conf >= written["confirm"])
+        review = ~auto & ~confirm & (conf >= written["review"])
+        routed = {"auto": auto, "confirm": confirm, "review": review}
+        routed["human"] = ~(auto | confirm | review)
+        for band, mask in routed.items():
+            b = rec.band(band)
+            assert b.items == mask.sum(), (rec.group, band)
+            assert b.share == pytest.approx(mask.mean()), (rec.group, band)
+            if b.threshold is not None and band != "human":
+                upper = 1.0 if b.upper is None else b.upper
+                assert b.items == ((conf >= b.threshold) & (conf < upper)).sum() or upper == 1.0
 
 
 def test_optimized_stage_keeps_the_certified_thresholds(data) -> None:

@@ -6,11 +6,13 @@ items, labeled or not, for traffic shares) and dimension columns (``segment``, `
 ``day``, ``model_version``) that are summed over unless a function groups by them. `grid_counts`
 builds the same frame from arrays.
 
-Thresholds are certified with Learn-then-Test and fixed-sequence testing over the fixed descending
-grid: for each candidate ``t`` the null hypothesis "the items the band would route are less than
-``target`` accurate" is tested with the exact binomial p-value ``P(Binom(n_t, target) >= k_t)``
-on integer counts, from a start chosen by counts alone (`min_labels_to_start`), downward, until
-the first failure. A band's items are those it would route (SPEC 3.4): auto ``[t, 1]``, confirm
+Thresholds are certified with Learn-then-Test over the fixed descending grid: for each candidate
+``t`` the null hypothesis "the items the band would route are less than ``target`` accurate" is
+tested with the exact binomial p-value ``P(Binom(n_t, target) >= k_t)`` on integer counts, in
+descending order by fixed-sequence testing with fallback: δ is spread over checkpoints chosen by
+counts alone (the highest thresholds with ``m``, ``2m``, ``4m``, ... labeled items, ``m`` from
+`min_labels_to_start`), and a failure pauses the walk until the next checkpoint instead of ending
+it (`certify_threshold` says why). A band's items are those it would route (SPEC 3.4): auto ``[t, 1]``, confirm
 ``[t, t_auto)``, review ``[t, t_confirm)``, so the bands are certified top-down. The three bands
 split δ Bonferroni: all their statements hold together with probability at least ``1 - δ``.
 
@@ -517,6 +519,9 @@ class _Walk:
         )
         return curve.iloc[::-1].reset_index(drop=True)
 
+
+MIN_BAND_WIDTH = 0.05
+"""A band below another one must span at least this much confidence to be offered."""
 
 FIRST_SHARE = 0.75
 """The share of a band's δ that the first checkpoint brings (see `certify_threshold`)."""
@@ -1127,10 +1132,43 @@ def _plan(
                 note += f" ({t:{fmt}} lies above the tested range: not certified there)"
             reasons[band] = note
             notes.append(note)
+        narrow = _too_narrow(band, t, upper, cells)
+        if narrow:
+            if reasons[band] in notes:
+                notes.remove(reasons[band])
+                narrow = f"{reasons[band]}; {narrow.removeprefix(f'{band}: ')}"
+            reasons[band] = narrow
+            notes.append(narrow)
+            t = None  # not offered: its items go to the band below, which walks below `upper`
         thresholds[band] = t
         if t is not None:
             upper = _grid_index(t, units, name=band)
     return _Plan(thresholds, certs, reasons, targets, tuple(notes))
+
+
+def _too_narrow(band: str, t: float | None, upper: int, cells: _Cells) -> str:
+    """Why a band below another one is too narrow to offer ('' when it is not).
+
+    A band under another band narrower than `MIN_BAND_WIDTH` (e.g. review [0.83, 0.84), one
+    grid step) is certified but useless: a shift of the model's confidences by a hundredth
+    moves it whole, and it routes a sliver of traffic. It is not offered, so its items go to
+    the band below (certified below the same upper edge) and the summary, shares and config
+    patch all show it closed. The top band (reaching 1.0) is never too narrow.
+    """
+    units, size = cells.units, cells.n.size
+    if t is None or upper >= size:
+        return ""
+    i_t = _grid_index(t, units, name=band)
+    min_cells = max(1, math.ceil(MIN_BAND_WIDTH * RESOLUTION / units - 1e-9))
+    if upper - i_t >= min_cells:
+        return ""
+    fmt = f".{_decimals(units)}f"
+    hi = _edge(upper, units)
+    width = "empty" if upper <= i_t else f"{hi - t:.{_decimals(units)}f} wide"
+    return (
+        f"{band}: [{t:{fmt}}, {hi:{fmt}}) is {width}, narrower than {MIN_BAND_WIDTH:g}: not "
+        f"offered ({int(cells.between('total', (i_t, max(i_t, upper)))):,} items go to the band below)"
+    )
 
 
 def _assemble(
@@ -1181,8 +1219,8 @@ def _assemble(
             where = f"at or above {t:{fmt}}" if upper is None else f"in [{t:{fmt}}, {upper:{fmt}})"
             guarantee = (
                 f"With probability at least {confidence}, items {where} are at least "
-                f"{_pct(target)} accurate (Learn-then-Test, fixed sequence, "
-                f"n = {n_labeled:,} {population})"
+                f"{_pct(target)} accurate (Learn-then-Test, fixed sequence with fallback; "
+                f"n = {n:,} of the {n_labeled:,} {population} fall in the band)"
             )
         if cur_rng is None:
             cur_items, cur_share, cur_acc = math.nan, math.nan, math.nan
