@@ -529,3 +529,77 @@ def test_clopper_pearson_bound_used_by_the_judge_is_scipys_beta_quantile() -> No
         185, 200, threshold=0.9, comparator=">=", confidence_level=0.95, min_samples=200
     )
     assert j.ci_low == pytest.approx(stats.beta.ppf(0.05, 185, 16))
+
+
+# --------------------------------------------------------------------------- customers as clusters
+
+
+def test_clustered_counts_are_judged_on_their_effective_size() -> None:
+    from trustramp.decide.eprocess import anytime_lower_bound
+
+    plain = evaluate_phase(evidence(), config(phase="limited_beta")).criteria[0]
+    ev = evidence(accuracy={"all": Count(9_700, 10_000, design_effect=20.0, clusters=30)})
+    c = evaluate_phase(ev, config(phase="limited_beta")).criteria[0]
+    assert plain.outcome is c.outcome is Outcome.PASS
+    assert (c.n, c.n_effective, c.design_effect) == (10_000, 500, 20.0)
+    assert c.ci_low == pytest.approx(stats.beta.ppf(0.05, 485, 16), rel=1e-12)
+    assert c.anytime_bound == pytest.approx(anytime_lower_bound(485, 500, alpha=0.05))
+    assert c.ci_low < plain.ci_low and c.anytime_bound < plain.anytime_bound
+    assert "as informative as 500 independent ones: 30 customers differ" in c.detail
+    assert plain.design_effect == 1.0 and "independent ones" not in plain.detail
+
+
+def test_a_large_design_effect_holds_what_pooled_counts_would_pass() -> None:
+    ev = evidence(accuracy={"all": Count(2_850, 3_000, design_effect=40.0, clusters=30)})
+    c = evaluate_phase(ev, config(phase="limited_beta")).criteria[0]
+    pooled = judge_proportion(
+        2_850, 3_000, threshold=0.9, comparator=">=", confidence_level=0.95, min_samples=200
+    )
+    assert pooled.outcome is Outcome.PASS
+    assert c.outcome is Outcome.INSUFFICIENT and c.n_effective == 75
+    assert "as informative as 75 independent ones" in c.detail
+    # how many more items, if the rate and the design effect hold
+    assert c.needed == items_needed(
+        2_850,
+        3_000,
+        threshold=0.9,
+        comparator=">=",
+        confidence_level=0.95,
+        min_samples=200,
+        design_effect=40.0,
+    )
+    assert c.needed is not None and c.needed > 0
+    j = judge_proportion(
+        2_850 + round(0.95 * c.needed),
+        3_000 + c.needed,
+        threshold=0.9,
+        comparator=">=",
+        confidence_level=0.95,
+        min_samples=200,
+        design_effect=40.0,
+    )
+    assert j.outcome is Outcome.PASS
+
+
+def test_items_from_one_customer_never_pass() -> None:
+    ev = evidence(accuracy={"all": Count(9_990, 10_000, design_effect=math.inf, clusters=1)})
+    c = evaluate_phase(ev, config(phase="limited_beta")).criteria[0]
+    assert c.outcome is Outcome.INSUFFICIENT and c.needed is None
+    assert c.ci_low is None and c.anytime_bound is None and c.n_effective == 0
+    assert "all from one customer" in c.detail
+    bad = evidence(accuracy={"all": Count(8_000, 10_000, design_effect=math.inf, clusters=1)})
+    assert evaluate_phase(bad, config(phase="limited_beta")).criteria[0].outcome is Outcome.FAIL
+
+
+def test_an_error_rate_is_deflated_with_its_events_rounded_up() -> None:
+    ev = evidence(error={**evidence().error, "smb": Count(20, 10_000, design_effect=3.0)})
+    d = evaluate_phase(ev, config(phase="controlled", step=10))
+    c = next(c for c in d.criteria if c.metric == "error_rate" and c.segment == "smb")
+    assert c.n_effective == 3_333  # 20 * 3333 / 10000 = 6.67 events -> 7
+    assert c.ci_high == pytest.approx(stats.beta.ppf(0.95, 8, 3_326), rel=1e-12)
+
+
+@pytest.mark.parametrize("deff", [0.5, float("nan"), True])
+def test_count_refuses_a_design_effect_below_one(deff: object) -> None:
+    with pytest.raises(ValueError, match="design_effect must be >= 1"):
+        Count(5, 10, design_effect=deff)  # type: ignore[arg-type]
