@@ -350,3 +350,51 @@ def test_cli_evaluate_with_an_unknown_model_version_exits_2(
     assert r.exit_code == 2, r.output
     assert "model_version 'v9' has no predictions" in r.output
     assert "'v1', 'v2'" in r.output and "Traceback" not in r.output
+
+
+def test_evaluate_judges_accuracy_on_the_customers_design_effect(
+    demo_lake: dict, tmp_path: Path
+) -> None:
+    """End to end on the demo lake: the evidence's design effect is the one computed from the raw
+    rows of the gate population grouped by customer (an oracle outside stage 1)."""
+    from conftest import raw_joined
+
+    from trustramp.pipeline import evaluate
+
+    cfg = demo_lake["config"]
+    res = evaluate(
+        home=demo_lake["home"],
+        reports=tmp_path,
+        as_of=demo_lake["manifest"].end,
+        config=cfg,
+    )
+    ev = res.evidence
+    raw = raw_joined(demo_lake["home"], cfg.feature)
+    day = pd.to_datetime(raw["predicted_at"], utc=True).dt.date
+    pop = raw[
+        (raw["model_version"] == ev.model_version)
+        & (raw["mode"] == "shadow")
+        & (day >= ev.window_start)
+        & (day <= ev.window_end)
+        & raw["human_label"].notna()
+        & ~raw["status"].isin(["error", "timeout"])
+        & raw["confidence"].notna()
+    ].assign(correct=lambda f: (f["human_label"] == f["predicted_label"]).astype(int))
+    for seg in ["all", *cfg.segments]:
+        rows = pop if seg == "all" else pop[pop["segment"] == seg]
+        known = (
+            rows[rows["customer_id"].notna()].groupby("customer_id")["correct"].agg(["sum", "size"])
+        )
+        loose = rows[rows["customer_id"].isna()]
+        count = ev.accuracy[seg]
+        assert (count.k, count.n) == (int(rows["correct"].sum()), len(rows))
+        expected = design_effect(
+            known["sum"].to_numpy(float),
+            known["size"].to_numpy(float),
+            confidence=cfg.statistics.confidence_level,
+            unclustered=(float(loose["correct"].sum()), float(len(loose))),
+        )
+        assert count.design_effect == pytest.approx(expected, rel=1e-9)
+        assert count.clusters == len(known)
+    crit = [c for c in res.verdict.criteria if c.metric == "accuracy" and c.segment == "all"]
+    assert crit and crit[0].design_effect == pytest.approx(ev.accuracy["all"].design_effect)
