@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -148,3 +150,186 @@ def test_memory_limit_reaches_every_connection_of_the_run(
 
 def _limit_of(con: duckdb.DuckDBPyConnection) -> str:
     return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+# -- one clear line for what the user can fix ---------------------------------------------------------
+
+
+def _one_error_line(r: object) -> str:
+    """The output is one `Error: ...` line (no traceback, no usage block)."""
+    lines = r.output.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.output  # type: ignore[attr-defined]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["report"], ["thresholds", "recommend"]])
+def test_a_window_without_data_is_exit_6_with_the_as_of_to_pass(
+    cli_lake: dict, tmp_path: Path, command: list[str]
+) -> None:
+    end = cli_lake["manifest"].end
+    extra = ["--reports", str(tmp_path)] if command[0] != "thresholds" else []
+    for as_of in (end + dt.timedelta(days=40), cli_lake["manifest"].start - dt.timedelta(days=30)):
+        args = ["--home", str(cli_lake["home"]), "--config", str(cli_lake["cfg"])]
+        r = CliRunner().invoke(main, [*command, *args, *extra, "--as-of", as_of.isoformat()])
+        assert r.exit_code == 6
+        line = _one_error_line(r)
+        assert f"no predictions for {cli_lake['config'].feature} in the window" in line
+        assert line.endswith(
+            f"the data covers {cli_lake['manifest'].start}..{end}: pass --as-of {end}"
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_as_of_whose_window_overflows_is_a_usage_error(cli_lake: dict, tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--home",
+            str(cli_lake["home"]),
+            "--reports",
+            str(tmp_path),
+            "--config",
+            str(cli_lake["cfg"]),
+            "--as-of",
+            "0001-01-01",
+        ],
+    )
+    assert r.exit_code == 2 and "as-of 0001-01-01 is too early" in _one_error_line(r)
+
+
+def test_without_feature_a_lake_without_the_default_feature_names_its_features(
+    cli_lake: dict, tmp_path: Path
+) -> None:
+    """The playbook default's feature is `demo-triage`; this lake holds another name."""
+    feature = cli_lake["config"].feature
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--home",
+            str(cli_lake["home"]),
+            "--reports",
+            str(tmp_path),
+            "--feature",
+            "not-in-the-lake",
+            "--as-of",
+            cli_lake["manifest"].end.isoformat(),
+        ],
+    )
+    assert r.exit_code == 6
+    assert f"the lake has {feature!r}: pass --feature NAME" in _one_error_line(r)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--auto", "0.7", "--confirm", "0.9"], "--confirm 0.9 is above --auto 0.7"),
+        (["--review", "0.9"], "--review 0.9 is above the config's confirm"),
+    ],
+)
+def test_whatif_bands_out_of_order_name_the_flags(
+    cli_lake: dict, flags: list[str], message: str
+) -> None:
+    r = CliRunner().invoke(
+        main,
+        [
+            "thresholds",
+            "whatif",
+            *flags,
+            "--home",
+            str(cli_lake["home"]),
+            "--config",
+            str(cli_lake["cfg"]),
+            "--as-of",
+            cli_lake["manifest"].end.isoformat(),
+        ],
+    )
+    assert r.exit_code == 2 and message in _one_error_line(r)
+
+
+def test_ingest_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["ingest", "--home", str(tmp_path / "h"), str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_verbose_shows_our_stages_not_great_expectations(cli_lake: dict, tmp_path: Path) -> None:
+    """-v: trustramp's stage lines with rows and seconds; Great Expectations (which the ingest
+    imports and runs) stays quiet."""
+    from conftest import pred_row, write_rows
+
+    rows = [pred_row(i, segment="smb") for i in range(30)]
+    write_rows(tmp_path / "in" / "p.csv", rows)
+    r = CliRunner().invoke(
+        main, ["-v", "ingest", "--home", str(tmp_path / "h"), str(tmp_path / "in")]
+    )
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^ingest: files 1, failed 0, rows read 30, new 30, .*\d s$", r.output, re.M)
+    assert "great_expectations" not in r.output.lower() and "Calculating Metrics" not in r.output
+    r = CliRunner().invoke(
+        main,
+        [
+            "-v",
+            "evaluate",
+            "--home",
+            str(cli_lake["home"]),
+            "--reports",
+            str(tmp_path / "r"),
+            "--config",
+            str(cli_lake["cfg"]),
+            "--as-of",
+            cli_lake["manifest"].end.isoformat(),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    for stage in ("aggregates: days", "evidence: version", "decide: verdict", "publish: outputs"):
+        assert re.search(rf"^{stage}.*\d s$", r.output, re.M), (stage, r.output)
+    assert f"evaluate {cli_lake['config'].feature} as of" in r.output
+    quiet = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--home",
+            str(cli_lake["home"]),
+            "--reports",
+            str(tmp_path / "r"),
+            "--config",
+            str(cli_lake["cfg"]),
+            "--as-of",
+            cli_lake["manifest"].end.isoformat(),
+        ],
+    )
+    assert quiet.exit_code == 0 and "aggregates:" not in quiet.output  # not a terminal, no -v
+
+
+def test_help_lists_the_exit_codes() -> None:
+    r = run("--help")
+    for code in ("0 ", "2 ", "3 ", "4 ", "5 ", "6 ", "10-13"):
+        assert code in r.output
+
+
+@pytest.mark.parametrize("where", ["--home", "--reports"])
+def test_a_folder_that_cannot_be_written_is_exit_7_in_one_line(
+    cli_lake: dict, tmp_path: Path, where: str
+) -> None:
+    """A file where the home or reports folder should be (tests run as root: chmod stops nothing)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    paths = {
+        "--home": str(cli_lake["home"]),
+        "--reports": str(tmp_path / "r"),
+        where: str(blocker / "x"),
+    }
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            *(a for kv in paths.items() for a in kv),
+            "--config",
+            str(cli_lake["cfg"]),
+            "--as-of",
+            cli_lake["manifest"].end.isoformat(),
+        ],
+    )
+    assert r.exit_code == 7
+    assert "Not a directory (a file stands where a folder is expected" in _one_error_line(r)

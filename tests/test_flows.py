@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from trustramp.errors import InputFileError, StoreError
+from trustramp.errors import InputFileError, NotWritableError
 from trustramp.ingest import IngestReport
 from trustramp.orchestrate import NightlyResult, PublishOutcome, effective_config, run_flow
 from trustramp.pipeline import EvaluationResult, NoDataResult
@@ -301,7 +301,7 @@ def test_a_broken_pipeline_is_a_failed_run(
     nightly_run: tuple[Any, dict[str, int]], demo: Demo, tmp_path: Path
 ) -> None:
     """Reports that cannot be written (a file where the folder should be): the run fails, and
-    run_flow raises the store error the CLI turns into exit 5."""
+    run_flow raises the error the CLI turns into exit 7."""
     from trustramp.orchestrate import load_flow
 
     blocker = tmp_path / "a-file"
@@ -309,7 +309,7 @@ def test_a_broken_pipeline_is_a_failed_run(
     params = dict(config=demo.config, as_of=demo.end, home=demo.home, reports=blocker / "r")
     state = load_flow("evaluate")(**params, return_state=True)
     assert state.is_failed()
-    with pytest.raises(StoreError, match=r"cannot write the run's outputs at .*a-file"):
+    with pytest.raises(NotWritableError, match=r"cannot write the run's outputs at .*a-file"):
         run_flow("evaluate", **params)
 
 

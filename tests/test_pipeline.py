@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import html
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 from conftest import write_rows
 
 from trustramp.config import parse_config
-from trustramp.errors import NoDataError, UsageError
+from trustramp.errors import NoDataError, NotWritableError, UsageError
 from trustramp.pipeline import (
     ThresholdsResult,
     WhatIfResult,
@@ -251,3 +254,79 @@ def test_ingest_of_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=rf"not found: {missing} \(no such file or folder\)"):
         ingest([missing], home=tmp_path / "home")
     assert not (tmp_path / "home").exists()  # refused before anything was created
+
+
+# -- a home or reports folder that cannot be written --------------------------------------------------
+
+
+def _blocked(tmp_path: Path) -> Path:
+    """A regular file where a folder is expected: writes under it fail for every user (tests
+    run as root here, for whom a read-only mode stops nothing)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return blocker
+
+
+def test_reports_that_cannot_be_written_are_one_clear_error(run: dict, tmp_path: Path) -> None:
+    reports = _blocked(tmp_path) / "reports"
+    with pytest.raises(NotWritableError) as e:
+        evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+    message = str(e.value)
+    assert "\n" not in message and e.value.exit_code == 7
+    assert message.startswith("cannot write the run's outputs at ")
+    assert "Not a directory (a file stands where a folder is expected" in message
+
+
+def test_a_home_that_cannot_be_created_is_one_clear_error(run: dict, tmp_path: Path) -> None:
+    home = _blocked(tmp_path) / "home"
+    for call in (
+        lambda: evaluate(home=home, reports=tmp_path / "r", as_of=AS_OF, config=run["cfg"]),
+        lambda: recommend_thresholds(home=home, as_of=AS_OF, config=run["cfg"]),
+    ):
+        with pytest.raises(NotWritableError, match=r"cannot write the home folder .*a-file"):
+            call()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_reports_folder_is_one_clear_error(run: dict, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    reports.chmod(0o500)
+    try:
+        with pytest.raises(NotWritableError, match="Permission denied"):
+            evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+    finally:
+        reports.chmod(0o700)
+
+
+def test_a_full_disk_while_publishing_leaves_the_published_run_whole(
+    run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC) halfway through writing a run's outputs.
+
+    A real full disk needs a tiny file system, which this machine cannot mount; so one narrowly
+    scoped call, the metrics file's write, is replaced by one that writes a few bytes and then
+    fails with ENOSPC as the disk would. Everything else (the evaluation, the atomic folder
+    swap, the history) is the real code. The run published before must stay whole, nothing
+    half-written may appear, and the history must not record the failed run.
+    """
+    reports = tmp_path / "reports"
+    first = evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+    runs_before = sorted((run["home"] / "state" / "runs").iterdir())
+
+    def disk_full(frame: object, path: Path) -> None:
+        path.write_bytes(b"PAR1")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr("trustramp.store.outputs.write_metrics", disk_full)
+    with pytest.raises(NotWritableError) as e:
+        evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+    assert re.fullmatch(
+        r"cannot write the run's outputs at \S+metrics\.parquet: No space left on device "
+        r"\(the disk is full; free some space and run again\)",
+        str(e.value),
+    )
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
+    assert [p.name for p in (reports / "docs").iterdir()] == ["2026-11-20"]  # no temporaries
+    assert sorted((run["home"] / "state" / "runs").iterdir()) == runs_before

@@ -152,7 +152,23 @@ wait_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+EXIT_CODES = """\b
+Exit codes:
+  0      success, whatever the verdict
+  10-13  --fail-on named the verdict: GO 10, HOLD 11, PAUSE 12, ROLLBACK 13
+  2      bad config or usage (a bad date, bands out of order, a path that does not exist)
+  3      an input file failed (the others still landed)
+  4      another writer held the lock too long
+  5      a store error (the lake or catalog is missing or corrupt)
+  6      no data for the feature (none in the lake, or none in the window: pass --as-of)
+  7      a folder cannot be written (read-only, full disk, a file where a folder should be)
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
 @click.version_option(__version__, prog_name="trustramp")
 @click.option(
     "-v",

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trustramp.errors import StoreError
+from trustramp.errors import NotWritableError, StoreError
 from trustramp.store.lake import Home, replace_dir, sweep_siblings
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -41,17 +41,20 @@ _HINTS = {
 }
 
 
-def storage_error(what: str, path: Path, e: OSError) -> StoreError:
+def storage_error(what: str, path: Path, e: OSError) -> NotWritableError:
     """One line for a file-system failure: what was being written, where, why, what to do."""
     where = e.filename if e.filename else path
     reason = e.strerror or type(e).__name__
     hint = _HINTS.get(e.errno or 0)
-    return StoreError(f"cannot write {what} at {where}: {reason}" + (f" ({hint})" if hint else ""))
+    return NotWritableError(
+        f"cannot write {what} at {where}: {reason}" + (f" ({hint})" if hint else "")
+    )
 
 
 @contextmanager
 def writing(what: str, path: Path) -> Iterator[None]:
-    """Translate an OSError inside the block into a StoreError naming `what` and the path."""
+    """Translate an OSError inside the block into a NotWritableError naming `what` and the
+    path (exit 7); nothing half-written stays visible (`publish_run` swaps folders whole)."""
     try:
         yield
     except OSError as e:
