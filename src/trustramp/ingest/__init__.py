@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,13 +112,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
             out.extend(
                 sorted(
                     f
-                    for f in p.rglob("*")
+                    for f in _walk(p)
                     if f.suffix.lower() in FORMATS and not f.name.startswith(".") and not _is_dir(f)
                 )
             )
         else:
             out.append(p)
     return out
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every entry under `folder`, while other processes may change it: a sub-folder that
+    vanishes mid-walk is skipped (Path.rglob raises FileNotFoundError then, Python 3.11)."""
+    for parent, dirs, names in os.walk(folder):
+        for name in (*dirs, *names):
+            yield Path(parent) / name
 
 
 def _is_dir(path: Path) -> bool:
@@ -419,7 +427,10 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, MemoryError):
         return "out of memory"
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    line = text.splitlines()[0] if text else type(e).__name__
+    if "Out of Memory" in line:
+        line += "; a larger --memory-limit may let it land"
+    return line
 
 
 def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[StagedFile]:  # type: ignore[no-untyped-def]
