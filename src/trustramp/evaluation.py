@@ -563,12 +563,20 @@ def _clustered(
     items by customer_id (and segment); items without a customer id count as independent."""
     from trustramp.metrics.intervals import design_effect
 
+    loose = customers["customer_id"].isna()
+    # one grouping by (segment, customer); "all" sums a customer's segments
+    by = customers[~loose].groupby(["segment", "customer_id"], sort=False)[[k, n]].sum()
+    by = by[by[n] > 0]
+    unclustered = customers[loose].groupby("segment", sort=False)[[k, n]].sum()
+    segments = by.index.get_level_values("segment")
     out: dict[str, Count] = {}
     for seg, count in counts.items():
-        rows = customers if seg == "all" else customers[customers["segment"] == seg]
-        loose = rows["customer_id"].isna()
-        g = rows[~loose].groupby("customer_id", sort=False)[[k, n]].sum()
-        g = g[g[n] > 0]
+        if seg == "all":
+            g = by.groupby(level="customer_id", sort=False).sum()
+            lk, ln = unclustered[k].sum(), unclustered[n].sum()
+        else:
+            g = by[segments == seg]
+            lk, ln = unclustered.loc[seg] if seg in unclustered.index else (0, 0)
         deff = design_effect(
             g[k].to_numpy(dtype=float),
             g[n].to_numpy(dtype=float),
