@@ -581,7 +581,7 @@ def _clustered(
             g[k].to_numpy(dtype=float),
             g[n].to_numpy(dtype=float),
             confidence=confidence,
-            unclustered=(float(rows.loc[loose, k].sum()), float(rows.loc[loose, n].sum())),
+            unclustered=(float(lk), float(ln)),
         )
         out[seg] = Count(count.k, count.n, design_effect=deff, clusters=len(g))
     return out
