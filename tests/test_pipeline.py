@@ -365,3 +365,20 @@ def test_a_landing_folder_that_changes_during_the_walk(tmp_path: Path) -> None:
     expected = sorted(landing / f"day{i}" / "p.csv" for i in range(40))
     for files in listings:
         assert [f for f in files if ".upload-" not in str(f)] == expected
+
+
+def test_the_ingest_report_shows_itself(tmp_path: Path) -> None:
+    from conftest import pred_row
+
+    write_rows(tmp_path / "in" / "p<b>.csv", [pred_row(i) for i in range(12)])
+    (tmp_path / "in" / "empty.csv").write_text("")
+    report = ingest([tmp_path / "in"], home=tmp_path / "home")
+    line = repr(report)
+    assert "\n" not in line
+    assert (
+        line == "IngestReport(files=2, failed=1, rows_read=12, new=12, duplicate=0, quarantined=0)"
+    )
+    page = report._repr_html_()
+    assert page.count("<tr>") == 3 and "p&lt;b&gt;.csv" in page and "<b>" not in page
+    (failed,) = report.failed
+    assert html.escape(failed.error or "") in page

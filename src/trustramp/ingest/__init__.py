@@ -71,6 +71,38 @@ class IngestReport:
     def total(self, attr: str) -> int:
         return sum(getattr(f, attr) for f in self.files)
 
+    def __repr__(self) -> str:  # one line; the files are in `files` and `_repr_html_`
+        return (
+            f"IngestReport(files={len(self.files)}, failed={len(self.failed)}, "
+            f"rows_read={self.total('rows_read'):,}, new={self.total('rows_new'):,}, "
+            f"duplicate={self.total('rows_duplicate'):,}, "
+            f"quarantined={self.total('rows_quarantined'):,})"
+        )
+
+    def _repr_html_(self) -> str:
+        """One row per file (status, kind, rows, error) as an HTML table, values escaped."""
+        import html
+
+        cols = ("path", "status", "kind", "read", "new", "duplicate", "quarantined", "error")
+        rows = [
+            (
+                f.path,
+                f.status,
+                f.kind or "",
+                f"{f.rows_read:,}",
+                f"{f.rows_new:,}",
+                f"{f.rows_duplicate:,}",
+                f"{f.rows_quarantined:,}",
+                f.error or f.skip_reason or "",
+            )
+            for f in self.files
+        ]
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
+        )
+        return f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{body}</table>"
+
     @property
     def reasons(self) -> Counter[str]:
         out: Counter[str] = Counter()
