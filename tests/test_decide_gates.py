@@ -558,6 +558,7 @@ def test_a_large_design_effect_holds_what_pooled_counts_would_pass() -> None:
     assert pooled.outcome is Outcome.PASS
     assert c.outcome is Outcome.INSUFFICIENT and c.n_effective == 75
     assert "as informative as 75 independent ones" in c.detail
+    assert "if the rate and the customers' spread hold" in c.detail
     # how many more items, if the rate and the design effect hold
     assert c.needed == items_needed(
         2_850,
@@ -588,7 +589,8 @@ def test_items_from_one_customer_never_pass() -> None:
     assert c.ci_low is None and c.anytime_bound is None and c.n_effective == 0
     assert "all from one customer" in c.detail
     bad = evidence(accuracy={"all": Count(8_000, 10_000, design_effect=math.inf, clusters=1)})
-    assert evaluate_phase(bad, config(phase="limited_beta")).criteria[0].outcome is Outcome.FAIL
+    failed = evaluate_phase(bad, config(phase="limited_beta")).criteria[0]
+    assert failed.outcome is Outcome.FAIL and "not above 90.0% as required" in failed.detail
 
 
 def test_an_error_rate_is_deflated_with_its_events_rounded_up() -> None:

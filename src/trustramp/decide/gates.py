@@ -404,7 +404,7 @@ def _proportion_detail(
     m = PROPORTION_METRICS[crit.metric]
     noun, unit, where = m.noun, m.unit, _where(segment)
     customers = f"{_int(clusters)} customers" if clusters is not None else "the customers"
-    if math.isinf(j.design_effect) and j.n:
+    if math.isinf(j.design_effect) and j.n and j.outcome is not Outcome.FAIL:
         return (
             f"{noun[0].upper() + noun[1:]} {where} is {_pct(j.value)} on {_int(j.n)} {unit}, "
             f"all from one customer, so nothing can be shown about customers in general."
@@ -423,7 +423,8 @@ def _proportion_detail(
     looks = "allowing for checking every night"
     more = ""
     if needed:
-        more = f"; about {_about(needed)} more {unit} would settle it if the rate holds"
+        holds = "the rate and the customers' spread hold" if spread else "the rate holds"
+        more = f"; about {_about(needed)} more {unit} would settle it if {holds}"
     elif needed is None and j.value is not None and j.outcome is not Outcome.PASS:
         more = f"; at the current rate it would not be shown {want} however much data came in"
     cap = noun[0].upper() + noun[1:]
