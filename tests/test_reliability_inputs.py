@@ -129,6 +129,37 @@ def empty_parquet(d: Path) -> Path:
     return _write(d / "empty.parquet", b"")
 
 
+def utf16_jsonl(d: Path, *, bom: bool = True) -> Path:
+    """JSON Lines saved as UTF-16 (with a byte order mark, or little-endian without one)."""
+    text = "\n".join(json.dumps(pred_row(i)) for i in range(3)) + "\n"
+    name = "utf16.jsonl" if bom else "utf16le.jsonl"
+    return _write(d / name, text.encode("utf-16" if bom else "utf-16-le"))
+
+
+def wide_csv(d: Path, extra: int = 20_000) -> Path:
+    """The contract's columns and 20,000 more: refused on its header, before any row is read."""
+    header = HEADER + "," + ",".join(f"x{i}" for i in range(extra))
+    rows = [csv_line(i) + "," * extra for i in range(3)]
+    return _write(d / "wide.csv", ("\n".join([header, *rows]) + "\n").encode())
+
+
+def wide_parquet(d: Path) -> Path:
+    table = pa.Table.from_pylist([pred_row(0)])
+    for i in range(1_000):
+        table = table.append_column(f"x{i}", pa.array([i]))
+    pq.write_table(table, d / "wide.parquet")
+    return d / "wide.parquet"
+
+
+def parquet_internal_names(d: Path) -> Path:
+    """Extra Parquet columns named like ours (and two that differ only by case)."""
+    table = pa.Table.from_pylist([pred_row(i) for i in range(3)])
+    for name in ("_line", "_row", "_file", "_extra", "filename", "a", "A"):
+        table = table.append_column(name, pa.array([f"{name}{i}" for i in range(3)]))
+    pq.write_table(table, d / "internal_names.parquet")
+    return d / "internal_names.parquet"
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -344,6 +375,47 @@ CASES = [
     ),
     Case("truncated Parquet", truncated_parquet, FAILED, error="cannot read as Parquet"),
     Case(
+        "columns named like ingest's own (_line, _row, _file, _malformed, _extra, ...)",
+        corpus("internal_names.csv"),
+        new=2,
+        reasons={"out_of_range:confidence": 1},
+    ),
+    Case("Parquet columns named like ours, and a / A", parquet_internal_names, new=3),
+    Case(
+        "trailing commas (an unnamed empty last column)",
+        corpus("trailing_commas.csv"),
+        new=3,
+        reasons={"out_of_range:confidence": 1, "malformed_row": 1},
+    ),
+    Case(
+        "header differing from the contract only by case",
+        corpus("case_headers.csv"),
+        FAILED,
+        error="'Confidence' is not 'confidence'",
+    ),
+    Case("extra columns differing only by case", corpus("case_extras.csv"), new=2),
+    Case(
+        "impossible UTC offsets",
+        corpus("bad_offsets.csv"),
+        new=8,
+        reasons={"unparseable:predicted_at": 6},
+    ),
+    Case(
+        "JSON Lines with repeated keys",
+        corpus("duplicate_keys.jsonl"),
+        new=4,
+        reasons={"duplicate_key": 3, "duplicate_key:class_probabilities": 1},
+    ),
+    Case("UTF-16 JSON Lines with a BOM", utf16_jsonl, FAILED, error="not valid UTF-8 text"),
+    Case(
+        "UTF-16 JSON Lines without a BOM",
+        lambda d: utf16_jsonl(d, bom=False),
+        FAILED,
+        error="re-save it as UTF-8",
+    ),
+    Case("20,000 columns", wide_csv, FAILED, error="20,012 columns, more than the 1,000"),
+    Case("1,012 Parquet columns", wide_parquet, FAILED, error="1,012 columns, more than"),
+    Case(
         "decisions",
         corpus("decisions_bad.csv"),
         new=2,
@@ -538,6 +610,11 @@ def test_the_whole_corpus_at_once_lands_each_file_alone_and_reruns_change_nothin
         "utf16.csv",
         "renamed_column.csv",
         "truncated.parquet",
+        "case_headers.csv",
+        "utf16.jsonl",
+        "utf16le.jsonl",
+        "wide.csv",
+        "wide.parquet",
     }
     before = visible_state(home)
     again = ingest_paths([inputs], home, validate_with_gx=False)

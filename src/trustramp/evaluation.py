@@ -1193,4 +1193,12 @@ def report_inputs(
         incidents=inc.to_dict("records"),
         recalibration=thresholds.recalibration,
         controlled_steps=tuple(config.phases[Phase.CONTROLLED].steps or ()),
+        windows={  # the page names each number's window with these days
+            "gate": (win.gate_start, win.gate_end),
+            "monitoring": (win.monitor_start, win.as_of),
+            "rolling_24h": (win.as_of, win.as_of),
+            "recent": (win.as_of - dt.timedelta(days=6), win.as_of),
+            "baseline": (win.baseline_start, win.baseline_end),
+            "aggregated": (win.first, win.as_of),
+        },
     )

@@ -130,7 +130,7 @@ def _csv_header(path: Path) -> list[str]:
     _field_limit()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
+            header = next(csv.reader(_bounded_lines(path, f)), None)
     except UnicodeDecodeError as e:
         # The decoder reads ahead, so the bad byte may be in a data row: speak of the file.
         raise InputFileError(
@@ -230,6 +230,24 @@ def _field_limit() -> None:
         csv.field_size_limit(CSV_FIELD_LIMIT)
 
 
+CSV_LINE_LIMIT = 2 * CSV_FIELD_LIMIT
+"""Longest physical line (characters) the exact reader reads: the csv module takes whole lines,
+so without it a 150 MB field is a 150 MB line in memory before the field limit is checked."""
+
+
+def _bounded_lines(path: Path, f: io.TextIOBase) -> Iterator[str]:
+    n = 0
+    while line := f.readline(CSV_LINE_LIMIT + 1):
+        n += 1
+        if len(line) > CSV_LINE_LIMIT:
+            raise InputFileError(
+                f"{path}: line {n}: longer than {CSV_LINE_LIMIT >> 20} MiB characters "
+                f"(a field may be at most {CSV_FIELD_LIMIT >> 20} MiB); nothing of the file was "
+                f"ingested"
+            )
+        yield line
+
+
 MALFORMED = "_malformed"
 """Column set by the exact CSV reader: the field count of a row that does not match the header."""
 
@@ -269,7 +287,7 @@ def _csv_exact(path: Path, fields: list[pa.Field], batch_rows: int) -> Iterator[
     start = 2
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            reader = csv.reader(_bounded_lines(path, f))
             next(reader, None)
             start = reader.line_num + 1
             for i, record in enumerate(reader, start=1):
