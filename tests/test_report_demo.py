@@ -11,7 +11,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from test_report import CHART_IDS, SECTIONS, _open, browser_context_factory  # noqa: F401
+from test_report import (  # noqa: F401 - browser_context_factory is a fixture
+    CHART_IDS,
+    SECTIONS,
+    WIDTHS,
+    _open,
+    browser_context_factory,
+    check_layout,
+    quantities,
+)
 
 from trustramp.contract import Kind
 from trustramp.pipeline import run_demo
@@ -91,6 +99,45 @@ def test_demo_report_in_headless_chromium(
     assert (tmp_path / "demo-readiness.png").stat().st_size > 10_000
     size = (demo_run["out"] / "readiness.html").stat().st_size
     assert size < 2_000_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", list(WIDTHS))
+def test_demo_report_fits_desktop_and_phone_widths(
+    browser_context_factory: Any,  # noqa: F811
+    demo_run: dict,
+    tmp_path: Path,
+    device: str,
+) -> None:
+    width = WIDTHS[device]
+    url = (demo_run["out"] / "readiness.html").as_uri()
+    ctx = browser_context_factory(viewport={"width": width, "height": 900})
+    page, errors, requests = _open(ctx, url)
+    assert errors == [] and requests == [url]
+    check_layout(ctx, page, width, tmp_path / f"demo-readiness-{device}.png")
+
+
+def test_demo_page_names_the_window_of_every_number(demo_run: dict) -> None:
+    """The pairs the page used to show side by side (human workload 1,544 vs 1,452, ECE 0.064
+    vs 0.055) now each carry their window, with one value per quantity and window."""
+    html = (demo_run["out"] / "readiness.html").read_text()
+    q = quantities(html)
+    seen: dict[tuple[str, str | None], set[str]] = {}
+    for name, window, value, block in q.found:
+        assert block is not None and window in block["wins"], (name, value)
+        seen.setdefault((name, window), set()).add(value)
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}
+    workload = {w for n, w in seen if n == "human_workload:proposed"}
+    assert workload == {"gate", "replay"}
+    assert ("ece", "monitoring") in seen
+    v = demo_run["verdict"]
+    start, end = v["data"]["window_start"], v["data"]["window_end"]
+    gate = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    assert q.labels["gate"].startswith("gate window, ") and str(gate[1].day) in q.labels["gate"]
+    # The checklist's ECE is the gate window's; the calibration table's the monitoring window's.
+    checklist = html[html.index('<section id="checklists"') :]
+    checklist = checklist[: checklist.index("</section>")]
+    assert "ECE" in checklist and 'data-window="gate"' in checklist
 
 
 def _views(con: Any) -> list[str]:

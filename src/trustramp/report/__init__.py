@@ -106,6 +106,13 @@ class ReportInputs:
     controlled_steps : sequence of int, default (10, 25, 50)
         The controlled phase's rollout percentages (``config.phases[controlled].steps``), for
         the phase timeline.
+    windows : mapping of str to (date, date)
+        The first and last day (inclusive) of each window the numbers come from: ``gate``
+        (label-matured; criteria, checklists, thresholds), ``monitoring`` (the tables),
+        ``rolling_24h`` (alerts), ``recent`` and ``baseline`` (confidence distribution and
+        PSI), ``aggregated`` (every day aggregated: kappa). The page names each number's window
+        with these dates; a missing window is named without them (``gate`` falls back to the
+        verdict's ``data.window_start/end``, ``rolling_24h`` to ``as_of``).
     """
 
     verdict: Mapping[str, Any]
@@ -125,6 +132,7 @@ class ReportInputs:
     incidents: Sequence[Mapping[str, Any]] = ()
     recalibration: Any | None = None
     controlled_steps: Sequence[int] = (10, 25, 50)
+    windows: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.verdict, Mapping):
@@ -144,6 +152,9 @@ class ReportInputs:
             frame = getattr(self, name)
             if frame is not None:
                 _check_frame(name, frame, columns)
+        for name, span in self.windows.items():
+            if not (isinstance(span, Sequence) and not isinstance(span, str) and len(span) == 2):
+                raise ValueError(f"windows[{name!r}] must be (first day, last day), got {span!r}")
         for metric, levels in self.alert_levels.items():
             if not (isinstance(levels, Sequence) and len(levels) == 2):
                 raise ValueError(

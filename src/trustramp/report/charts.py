@@ -524,7 +524,7 @@ class _Canvas:
         legend = self._legend_svg()  # may add marker definitions
         defs = f"<defs>{''.join(self.defs)}</defs>" if self.defs else ""
         return Markup(
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 '
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart{" wide" if self.width > 600 else ""}" viewBox="0 0 '
             f'{_f(self.width)} {_f(self.height)}" width="{_f(self.width)}" '
             f'height="{_f(self.height)}" role="img" aria-label="{escape(self.title)}" '
             f'font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif">'

@@ -41,7 +41,12 @@ __all__ = [
     "MAX_DAYS",
     "MAX_SEGMENT_ROWS",
     "MAX_SERIES",
+    "MISSING",
     "SECTIONS",
+    "fmt_date",
+    "fmt_datetime",
+    "fmt_span",
+    "readable",
     "render_index",
     "render_report",
     "write_index",
@@ -218,12 +223,119 @@ def _date(v: object) -> dt.date | None:
     return None if pd.isna(ts) else ts.date()
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MISSING = "—"
+"""What the page shows for a missing date or time."""
+
+
+def _missing(v: object) -> bool:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return True
+    try:
+        return bool(pd.isna(v))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_date(v: object) -> str:
+    """A day for people: ``20 Nov 2026``; missing → ``—``.
+
+    Examples
+    --------
+    >>> fmt_date("2026-11-20"), fmt_date(dt.datetime(2026, 1, 2, 3, 4)), fmt_date(None)
+    ('20 Nov 2026', '2 Jan 2026', '—')
+    """
+    d = None if _missing(v) else _date(v)
+    return f"{d.day} {_MONTHS[d.month - 1]} {d.year}" if d else MISSING
+
+
+def fmt_datetime(v: object) -> str:
+    """A moment for people, in UTC to the minute: ``2026-11-20 14:03 UTC``; a plain date as
+    `fmt_date`; missing (None, NaN, NaT, empty) → ``—``.
+
+    Examples
+    --------
+    >>> fmt_datetime("2026-11-20T14:03:59.9+01:00"), fmt_datetime("2026-11-20")
+    ('2026-11-20 13:03 UTC', '20 Nov 2026')
+    >>> fmt_datetime(pd.NaT), fmt_datetime(float("nan"))
+    ('—', '—')
+    """
+    if _missing(v):
+        return MISSING
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return fmt_date(v)
+    if isinstance(v, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", v):
+        return fmt_date(v)
+    try:
+        ts = pd.Timestamp(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    if pd.isna(ts):
+        return MISSING
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_span(start: object, end: object) -> str:
+    """Days from `start` to `end` (inclusive) for people: ``4–13 Nov 2026``, ``28 Oct – 3 Nov
+    2026``, one day as ``20 Nov 2026``; both missing → ``—``.
+
+    Examples
+    --------
+    >>> fmt_span("2026-11-04", "2026-11-13"), fmt_span("2026-10-28", "2026-11-03")
+    ('4–13 Nov 2026', '28 Oct – 3 Nov 2026')
+    >>> fmt_span("2025-12-30", "2026-01-02"), fmt_span("2026-11-20", "2026-11-20")
+    ('30 Dec 2025 – 2 Jan 2026', '20 Nov 2026')
+    """
+    a = None if _missing(start) else _date(start)
+    b = None if _missing(end) else _date(end)
+    if a is None or b is None:
+        return fmt_date(a or b)
+    if a == b:
+        return fmt_date(a)
+    if (a.year, a.month) == (b.year, b.month):
+        return f"{a.day}–{b.day} {_MONTHS[b.month - 1]} {b.year}"
+    if a.year == b.year:
+        return f"{a.day} {_MONTHS[a.month - 1]} – {fmt_date(b)}"
+    return f"{fmt_date(a)} – {fmt_date(b)}"
+
+
+_ISO_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+_ISO_DAY = r"\d{4}-\d{2}-\d{2}"
+_READABLE = re.compile(
+    rf"(?P<span>(?<![\w-])(?P<a>{_ISO_DAY})\s*(?:\.\.|to|–)\s*(?P<b>{_ISO_DAY})(?![\w:-]))"
+    rf"|(?P<time>(?<![\w-]){_ISO_TIME}(?![\w:-]))"
+    rf"|(?P<day>(?<![\w-]){_ISO_DAY}(?![\w:-]))"
+)
+
+
+def readable(text: object) -> str:
+    """Text written by trustramp with its ISO dates, spans and timestamps made readable.
+
+    Examples
+    --------
+    >>> readable("items of model v2, 2026-11-04..2026-11-13, as of 2026-11-20")
+    'items of model v2, 4–13 Nov 2026, as of 20 Nov 2026'
+    >>> readable("opened 2026-11-18T11:30:00+00:00")
+    'opened 2026-11-18 11:30 UTC'
+    """
+
+    def one(m: re.Match[str]) -> str:
+        if m["span"]:
+            return fmt_span(m["a"], m["b"])
+        return fmt_datetime(m["time"]) if m["time"] else fmt_date(m["day"])
+
+    return _READABLE.sub(one, _text(text))
+
+
 def _text(v: object) -> str:
-    """A value as display text (None and NaN as empty)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A value as display text (None, NaN and NaT as empty; dates and times readable)."""
+    if not isinstance(v, Mapping | list | tuple) and _missing(v):
         return ""
-    if isinstance(v, dt.datetime | dt.date):
-        return v.isoformat()
+    if isinstance(v, dt.datetime | pd.Timestamp):
+        return fmt_datetime(v)
+    if isinstance(v, dt.date):
+        return fmt_date(v)
     if isinstance(v, Mapping | list | tuple):
         return json.dumps(v, default=str, ensure_ascii=False)
     return str(v)
@@ -250,7 +362,7 @@ def _verdict_view(v: Mapping[str, Any]) -> dict[str, Any]:
     kind = v["verdict"]
     here = phase_label(v.get("phase"), v.get("step"))
     nxt = _next_label(v)
-    reasons = [str(r) for r in v.get("reasons") or []]
+    reasons = [readable(r) for r in v.get("reasons") or []]
     lead = ""
     fired = [t for t in v.get("rollback_triggers") or [] if t.get("fired")]
     procedure = [str(p) for p in v.get("procedure") or []]
@@ -282,13 +394,13 @@ def _verdict_view(v: Mapping[str, Any]) -> dict[str, Any]:
         "reasons": reasons[:MAX_REASONS],
         "more_reasons": max(0, len(reasons) - MAX_REASONS),
         "triggers": [
-            {"trigger": _text(t.get("trigger")), "evidence": _text(t.get("evidence"))}
+            {"trigger": _text(t.get("trigger")), "evidence": readable(t.get("evidence"))}
             for t in fired
         ],
         "procedure": procedure,
         "kill_switch": kill,
         "feature": _text(v.get("feature")),
-        "as_of": _text(v.get("as_of")),
+        "as_of": fmt_date(v.get("as_of")),
         "where": here,
         "model_version": _text(v.get("model_version")),
     }
@@ -407,7 +519,8 @@ def _criterion_row(c: Mapping[str, Any]) -> dict[str, str]:
         "n": fmt_int(c.get("n")),
         "requirement": f"{comp} {fmt_value(metric, c.get('threshold'))}",
         "outcome": _text(c.get("outcome")),
-        "detail": _text(c.get("detail")),
+        "detail": readable(c.get("detail")),
+        "window": _text(c.get("window")),
         "needed": f"needs ≈{int(needed):,} items" if _finite(needed) else "",
     }
 
@@ -440,7 +553,7 @@ def _checklists_view(v: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "item": _text(i.get("item")),
                 "status": _text(i.get("status")),
                 "css": _text(i.get("status")).replace(" ", "-"),
-                "evidence": _text(i.get("evidence")),
+                "evidence": readable(i.get("evidence")),
                 "owner": _text(i.get("owner")),
                 "blocks": phase_label(i.get("blocks")),
             }
@@ -487,11 +600,12 @@ def _alerts_view(v: Mapping[str, Any], escalation: Sequence[Mapping[str, Any]]) 
                 "css": _text(a.get("level")) if firing else "insufficient",
                 "metric": _text(metric),
                 "segment": _text(a.get("segment")),
+                "model_version": _text(a.get("model_version")),
                 "value": fmt_value(metric, a.get("value")),
                 "threshold": fmt_value(metric, a.get("threshold")),
                 "n": fmt_int(a.get("n")),
                 "action": _text(a.get("action")) if firing else "collect more data",
-                "message": _text(a.get("message")),
+                "message": readable(a.get("message")),
             }
         )
     path = next((a.get("escalation") for a in alerts if a.get("escalation")), None) or escalation
@@ -499,12 +613,13 @@ def _alerts_view(v: Mapping[str, Any], escalation: Sequence[Mapping[str, Any]]) 
         {
             "trigger": _text(t.get("trigger")),
             "fired": bool(t.get("fired")),
-            "evidence": _text(t.get("evidence")),
+            "evidence": readable(t.get("evidence")),
         }
         for t in v.get("rollback_triggers") or []
     ]
     return {
         "rows": rows,
+        "versions": any(r["model_version"] for r in rows),
         "omitted": max(0, len(alerts) - MAX_ALERT_ROWS),
         "firing": sum(r["css"] in ("warning", "critical") for r in rows),
         "escalation": _escalation_steps(path or []),
@@ -630,6 +745,64 @@ def _provisional(v: Mapping[str, Any]) -> dt.date | None:
     return _date((v.get("data") or {}).get("window_end"))
 
 
+WINDOWS: dict[str, tuple[str, str]] = {
+    "gate": (
+        "gate window",
+        "label-matured days: phase criteria, the model checklist, thresholds, data quality",
+    ),
+    "rolling_24h": ("last 24 h", "alerts and rollback triggers"),
+    "monitoring": (
+        "monitoring window",
+        "segment, mode, version and customer tables, calibration scores, feedback",
+    ),
+    "replay": ("replay window", "the what-if replay of the logged traffic"),
+    "recent": ("last 7 days", "confidence distribution and PSI, against the baseline week"),
+    "baseline": ("baseline week", "what the confidence distribution is compared with"),
+    "aggregated": ("all aggregated days", "Cohen's kappa"),
+    "daily": ("charted days", "the charts over time, one point per day"),
+}
+"""Window key -> (name, what on the page comes from it), in the order of the page's legend."""
+
+
+def _day_range(days: Iterable[object]) -> tuple[dt.date, dt.date] | None:
+    ds = [d for d in (_date(x) for x in days) if d is not None]
+    return (min(ds), max(ds)) if ds else None
+
+
+def _windows_view(inputs: ReportInputs) -> dict[str, dict[str, str]]:
+    """Per window key: its name, its days (readable) and the label numbers carry."""
+    v = inputs.verdict
+    spans: dict[str, Any] = {k: tuple(s) for k, s in inputs.windows.items()}
+    data = v.get("data") or {}
+    if "gate" not in spans and (data.get("window_start") or data.get("window_end")):
+        spans["gate"] = (data.get("window_start"), data.get("window_end"))
+    spans.setdefault("rolling_24h", (v.get("as_of"), v.get("as_of")))
+    rp = inputs.whatif
+    replay = _day_range(rp.workload["day"]) if rp is not None and len(rp.workload) else None
+    if replay:
+        spans["replay"] = replay
+    elif "monitoring" in spans:
+        spans["replay"] = spans["monitoring"]
+    m = inputs.metrics
+    daily = _day_range(m.loc[m["window"] == "day", "day"].drop_duplicates())
+    if daily:
+        first = max(daily[0], daily[1] - dt.timedelta(days=MAX_DAYS - 1))
+        spans["daily"] = (first, daily[1])
+    out: dict[str, dict[str, str]] = {}
+    for key, (name, what) in WINDOWS.items():
+        lo, hi = spans.get(key) or (None, None)
+        dates = fmt_span(lo, hi) if (_date(lo) or _date(hi)) else ""
+        out[key] = {
+            "key": key,
+            "name": name,
+            "dates": dates,
+            "label": f"{name}, {dates}" if dates else name,
+            "what": what,
+            "known": str(bool(dates or key in spans)).lower(),
+        }
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Charts
 # --------------------------------------------------------------------------------------------
@@ -745,7 +918,7 @@ def _band_row(b: Any) -> dict[str, str]:
         "interval": fmt_interval("accuracy", b.ci_low, b.ci_high) if b.n else "",
         "n": fmt_int(b.n),
         "current_accuracy": fmt_pct(b.current_accuracy),
-        "words": b.guarantee or b.reason or "",
+        "words": readable(b.guarantee or b.reason or ""),
         "certified": bool(b.guarantee),
     }
 
@@ -755,21 +928,22 @@ def _thresholds_view(inputs: ReportInputs) -> dict[str, Any] | None:
     if rec is None:
         return None
     stage = str(inputs.stage or (rec.stage.value if rec.stage is not None else "") or "")
-    workload = ""
+    workload = current_workload = ""
     if rec.human_workload_per_day is not None:
-        workload = f"{rec.human_workload_per_day:,.0f} items per day go to people"
+        workload = fmt_int(rec.human_workload_per_day)
         if rec.current_human_workload_per_day is not None:
-            workload += f" (current policy: {rec.current_human_workload_per_day:,.0f})"
+            current_workload = fmt_int(rec.current_human_workload_per_day)
     return {
         "rows": [_band_row(b) for b in rec.bands],
-        "guarantee": rec.guarantee,
-        "notes": list(rec.notes),
-        "population": rec.population,
+        "guarantee": readable(rec.guarantee),
+        "notes": [readable(n) for n in rec.notes],
+        "population": readable(rec.population),
         "n_labeled": fmt_int(rec.n_labeled),
         "n_total": fmt_int(rec.n_total),
         "stage": stage,
         "stage_text": STAGE_TEXT.get(stage, ""),
         "workload": workload,
+        "current_workload": current_workload,
         "delta": fmt_pct(rec.delta, 0),
     }
 
@@ -921,7 +1095,7 @@ def _segment_table(inputs: ReportInputs) -> dict[str, Any]:
                 "flag": _text(p.get("flag")) or "not audited",
                 "flag_css": (_text(p.get("flag")) or "none").replace(" ", "-"),
                 "eligible": "yes" if p.get("eligible") else ("no" if p else ""),
-                "detail": _text(p.get("detail")),
+                "detail": readable(p.get("detail")),
                 "opted_out": bool(p.get("opted_out")),
             }
         )
@@ -1032,6 +1206,7 @@ def _calibration_view(inputs: ReportInputs) -> dict[str, Any]:
         items.append(
             {
                 "name": name,
+                "metric": metric,
                 "value": fmt_value(metric, r.get("value")),
                 "n": fmt_int(n),
                 "note": note,
@@ -1073,7 +1248,7 @@ def _data_view(inputs: ReportInputs) -> dict[str, Any]:
     )
     ingested = ingest.get("ingested") or {}
     return {
-        "window": f"{_text(data.get('window_start'))} to {_text(data.get('window_end'))}",
+        "window": fmt_span(data.get("window_start"), data.get("window_end")),
         "predictions": fmt_int(data.get("predictions")),
         "labeled": fmt_int(data.get("labeled")),
         "coverage": fmt_pct(data.get("label_coverage")),
@@ -1094,7 +1269,7 @@ def _feedback_view(inputs: ReportInputs) -> dict[str, Any]:
     )
     comments = [
         {
-            "when": _text(c.get("submitted_at")),
+            "when": fmt_datetime(c.get("submitted_at")),
             "segment": _text(c.get("segment")),
             "customer": _text(c.get("customer_id")),
             "rating": _text(c.get("rating")),
@@ -1108,8 +1283,10 @@ def _feedback_view(inputs: ReportInputs) -> dict[str, Any]:
             "severity": _text(i.get("severity")),
             "kind": _text(i.get("kind")),
             "title": _text(i.get("title")),
-            "opened": _text(i.get("opened_at")),
-            "resolved": _text(i.get("resolved_at")) or "open",
+            "opened": fmt_datetime(i.get("opened_at")),
+            "resolved": "open"
+            if _missing(i.get("resolved_at"))
+            else fmt_datetime(i["resolved_at"]),
         }
         for i in list(inputs.incidents)[:MAX_INCIDENTS]
     ]
@@ -1142,16 +1319,22 @@ def _provenance_view(inputs: ReportInputs) -> list[tuple[str, str]]:
     prov.setdefault("trustramp_version", v.get("trustramp_version"))
     if "run_id" in v:
         prov.setdefault("run_id", v.get("run_id"))
-    out = [("feature", _text(v.get("feature"))), ("as of", _text(v.get("as_of")))]
+    out = [("feature", _text(v.get("feature"))), ("as of", fmt_date(v.get("as_of")))]
     if v.get("model_version"):
         out.append(("model version", _text(v.get("model_version"))))
     for key, label in _PROVENANCE_ORDER:
         if prov.get(key) is not None:
-            out.append((label, _text(prov.pop(key))))
+            out.append((label, _provenance_text(prov.pop(key))))
         else:
             prov.pop(key, None)
-    out += [(str(k).replace("_", " "), _text(val)) for k, val in prov.items()]
+    out += [(str(k).replace("_", " "), _provenance_text(val)) for k, val in prov.items()]
     return out
+
+
+def _provenance_text(v: object) -> str:
+    """Dates and times readable; paths (which may hold dates) as they are."""
+    text = _text(v)
+    return text if "/" in text or "\\" in text else readable(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1262,6 +1445,7 @@ def render_report(inputs: ReportInputs) -> str:
         "more_segments": more,
         "max_days": MAX_DAYS,
         "level": fmt_pct(v.get("confidence_level") or 0.95, 0),
+        "W": _windows_view(inputs),
         "sections": SECTIONS,
         "colours": ch.VERDICT_COLOURS,
     }
@@ -1321,11 +1505,11 @@ def _scan_runs(reports: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str
             continue
         rel = run_dir.relative_to(reports).as_posix()
         html = run_dir / "readiness.html"
-        reasons = [str(r) for r in doc.get("reasons") or []]
+        reasons = [readable(r) for r in doc.get("reasons") or []]
         runs.setdefault(feature_dir.name, []).append(
             {
                 "as_of": as_of,
-                "as_of_text": as_of.isoformat(),
+                "as_of_text": fmt_date(as_of),
                 "verdict": doc["verdict"],
                 "css": str(doc["verdict"]).lower(),
                 "where": phase_label(doc.get("phase"), doc.get("step")),
