@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from trustramp.cli import main
 from trustramp.errors import InputFileError, NotWritableError
 from trustramp.ingest import IngestReport
 from trustramp.orchestrate import NightlyResult, PublishOutcome, effective_config, run_flow
@@ -340,6 +342,42 @@ def test_no_data_is_a_completed_run_that_says_which_as_of_has_data(
     assert "no predictions for feature 'no-such-feature'" in unknown.message
     assert repr(FEATURE) in unknown.message  # names the feature the lake does have
     assert not any(tmp_path.iterdir())  # nothing was written
+    # through the CLI: the flow's data becomes exit 6 and the same one line
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--prefect",
+            "--config",
+            str(demo.config),
+            "--as-of",
+            later.isoformat(),
+            "--home",
+            str(demo.home),
+            "--reports",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 6 and r.output.strip() == f"Error: {result.message}"
+
+
+def test_nightly_without_data_in_the_window_completes_and_says_so(
+    nightly_run: tuple[Any, dict[str, int]], demo: Demo, tmp_path: Path
+) -> None:
+    from trustramp.orchestrate import load_flow
+
+    state = load_flow("nightly")(
+        landing=demo.landing,
+        configs=[demo.config],
+        home=demo.home,
+        reports=tmp_path,
+        as_of=demo.end + dt.timedelta(days=60),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert not out.evaluations and not out.failures
+    assert f"pass --as-of {demo.end}" in out.no_data[FEATURE]
 
 
 def test_a_prefect_notification_block_is_a_channel(
