@@ -129,3 +129,36 @@ def test_all_bands_hold_together(name: str, acc: Accuracy, n: int, low: float) -
     # not vacuous: auto and confirm are certified in most draws, review in some
     assert certified["auto"] >= n_draws / 2 and certified["confirm"] >= n_draws / 2
     assert certified["review"] > 0
+
+
+def clustered_grids(draws: int, seed: int, *, customers: int = 6, per_customer: int = 600):
+    """Grid frames by customer: accuracy 0.85 everywhere, shifted per customer by U(-0.15, 0.15).
+
+    The customers are a sample of a population whose mean shift is 0, so every threshold's
+    true accuracy is 0.85: any certified 0.87 band is a false statement.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        shift = rng.uniform(-0.15, 0.15, customers)
+        cust = np.repeat(np.arange(customers), per_customer)
+        c = rng.uniform(0.5, 1.0, cust.size)
+        y = (rng.random(cust.size) < 0.85 + shift[cust]).astype(float)
+        yield grid_counts(c, y, dims={"customer_id": np.char.add("c", cust.astype(str))})
+
+
+def test_customers_as_clusters_keep_the_guarantee_where_pooled_counts_do_not() -> None:
+    """Items of one customer share its accuracy: pooled as independent items they overstate
+    the evidence (the gates' design effect, applied to every threshold's band)."""
+    n_draws, target = 300, 0.87
+    naive = clustered = 0
+    for by_customer in clustered_grids(n_draws, seed=31):
+        grid = by_customer.drop(columns="customer_id")
+        naive += certify_threshold(grid, target=target, delta=DELTA).threshold is not None
+        cert = certify_threshold(grid, target=target, delta=DELTA, clusters=by_customer)
+        clustered += cert.threshold is not None
+    print(
+        f"\nclustered population 0.85 < target 0.87: false certifications, customers as "
+        f"clusters {clustered / n_draws:.3f}, items pooled {naive / n_draws:.3f} (δ = {DELTA})"
+    )
+    assert clustered / n_draws <= allowed(DELTA, n_draws)
+    assert naive / n_draws > allowed(DELTA, n_draws)  # pooled, the guarantee breaks

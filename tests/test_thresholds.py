@@ -868,3 +868,66 @@ def test_core_imports_stay_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------
+# Customers as clusters
+# ------------------------------------------------------------------------------------------
+
+
+def test_clusters_of_single_items_change_nothing(data) -> None:
+    _, a = data
+    labeled = ~np.isnan(a["y"])
+    c, y = a["c"][labeled], a["y"][labeled]
+    alone = grid_counts(c, y, dims={"customer_id": np.arange(c.size).astype(str)})
+    plain = certify_threshold(grid_counts(c, y), target=0.9, delta=0.05)
+    clustered = certify_threshold(grid_counts(c, y), target=0.9, delta=0.05, clusters=alone)
+    assert clustered.threshold == plain.threshold and clustered.design_effect == 1.0
+    assert (clustered.curve["design_effect"] == 1.0).all()
+    np.testing.assert_array_equal(clustered.curve["p_value"], plain.curve["p_value"])
+
+
+def test_clustered_tests_run_on_the_gates_effective_counts(data) -> None:
+    from trustramp.metrics.intervals import effective_counts
+
+    grid, a = data
+    by_customer = grid.groupby(["customer_id", "lo"], as_index=False)[["n", "correct"]].sum()
+    cert = certify_threshold(grid, target=0.8, delta=0.05, clusters=by_customer, upper=0.95)
+    plain = certify_threshold(grid, target=0.8, delta=0.05, upper=0.95)
+    curve = cert.curve.set_index(cert.curve["threshold"].round(2))
+    labeled = ~np.isnan(a["y"])
+    for t in (0.9, 0.8, 0.6, 0.3):
+        band = labeled & (a["c"] >= t) & (a["c"] < 0.95)
+        frame = pd.DataFrame({"cust": a["customer_id"][band], "y": a["y"][band]})
+        per = frame.groupby("cust")["y"].agg(["sum", "count"])
+        ref = effective_counts(per["sum"].to_numpy(), per["count"].to_numpy(), confidence=0.95)
+        row = curve.loc[t]
+        assert (row["n_effective"], row["correct_effective"]) == (ref.n, ref.k)
+        assert row["design_effect"] == pytest.approx(ref.design_effect, rel=1e-12)
+        p = stats.binomtest(int(ref.k), int(ref.n), 0.8, alternative="greater").pvalue
+        assert row["p_value"] == pytest.approx(p, rel=1e-9)
+    assert cert.threshold is None or plain.threshold <= cert.threshold  # never more permissive
+    if cert.threshold is not None:
+        assert f"design effect {cert.design_effect:.2f}" in cert.reason
+
+
+def test_recommendations_with_clusters(data) -> None:
+    grid, _ = data
+    by_customer = grid.groupby(["customer_id", "segment", "lo"], as_index=False)[
+        ["n", "correct"]
+    ].sum()
+    rec = recommend_thresholds(grid, Routing(), clusters=by_customer)
+    auto = rec.band("auto")
+    assert auto.guarantee is not None and "customers as clusters, design effect" in auto.guarantee
+    assert auto.threshold >= recommend_thresholds(grid, Routing()).thresholds["auto"]
+    groups = recommend_by_group(grid, Routing(), clusters=by_customer)
+    smb = groups.by_group["smb"].band("auto").certified
+    assert smb.design_effect is not None or smb.threshold is None
+    with pytest.raises(ValueError, match="clusters needs a 'segment' column"):
+        recommend_by_group(grid, Routing(), clusters=by_customer.drop(columns="segment"))
+    # by customer, a group is one customer: clusters do not apply
+    one = recommend_by_group(grid, Routing(), by="customer_id", clusters=by_customer)
+    plain = recommend_by_group(grid, Routing(), by="customer_id")
+    assert {g: r.thresholds for g, r in one.by_group.items()} == {
+        g: r.thresholds for g, r in plain.by_group.items()
+    }

@@ -849,6 +849,39 @@ class Thresholds:
         return "\n".join(lines) + "\n" + yaml.dump(self.to_patch(), Dumper=dumper, sort_keys=False)
 
 
+def _threshold_clusters(
+    aggs: Aggregates,
+    win: Windows,
+    pop: GatePopulation,
+    customer_grid: pd.DataFrame | None,
+    step: float,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The certified items by customer for the thresholds (customers as clusters, as the gates).
+
+    The customer grid as a threshold grid frame (items without a customer id kept, as items of
+    their own), and the same with each customer's segment when every labeled customer of the
+    gate population lies in one segment (None otherwise: segments are then certified without
+    the adjustment, since the customer grid has no segment to split a customer by).
+    """
+    if customer_grid is None or not len(customer_grid):
+        return None, None
+    keys = ["customer_id", "grid_bin"]
+    g = customer_grid.groupby(keys, dropna=False)[["labeled", "correct", "n"]].sum().reset_index()
+    clusters = g.rename(columns={"labeled": "n", "n": "total"}).assign(lo=g["grid_bin"] * step)
+    clusters = clusters.drop(columns="grid_bin")
+    cust = _between(aggs.customers, win.gate_start, win.gate_end)
+    cust = cust[
+        (cust["model_version"] == pop.version) & ~cust["shown"].astype(bool) & (cust["labeled"] > 0)
+    ]
+    segments = cust.dropna(subset=["customer_id"]).groupby("customer_id")["segment"]
+    if not len(cust) or (segments.nunique() > 1).any():
+        return clusters, None
+    # Items without a customer id have no segment here: left out of the segments' design
+    # effects (they would only lower them, as independent items).
+    by_customer = clusters.assign(segment=clusters["customer_id"].map(segments.first()))
+    return clusters, by_customer
+
+
 def recommend(
     aggs: Aggregates,
     win: Windows,
@@ -869,6 +902,7 @@ def recommend(
     population = f"unshown labeled items of model {pop.version}, {win.gate_start}..{win.gate_end}"
     grid = grid_frame(pop.cells, step)
     level = config.statistics.confidence_level
+    clusters, segment_clusters = _threshold_clusters(aggs, win, pop, customer_grid, step)
     certified = th.recommend_thresholds(
         grid,
         config.routing,
@@ -877,6 +911,7 @@ def recommend(
         days=days,
         confidence_level=level,
         population=population,
+        clusters=clusters,
     )
     stage: object
     if config.phase_started is None:
@@ -901,6 +936,7 @@ def recommend(
         min_labels=config.statistics.min_samples,
         confidence_level=level,
         population=population,
+        clusters=segment_clusters,
     )
     customers = None
     if customer_grid is not None and len(customer_grid):

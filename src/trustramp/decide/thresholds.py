@@ -215,6 +215,8 @@ class _Cells:
     correct: NDArray[np.int64]
     total: NDArray[np.int64]
     units: int
+    clusters: _Clusters | None = None
+    """The same labeled items by customer, when certification allows for clustering."""
 
     @functools.cached_property
     def _prefix(self) -> dict[str, list[int]]:
@@ -326,6 +328,65 @@ def _collapse_by(grid: pd.DataFrame, by: str, step: float) -> tuple[list[Any], _
     return list(uniques), _Cells(total(n), total(k), total(tot), units)
 
 
+CUSTOMER = "customer_id"
+
+
+@dataclass(frozen=True)
+class _Clusters:
+    """Labeled and correct counts per customer (rows) and cell; items without a customer apart."""
+
+    n: NDArray[np.int64]
+    k: NDArray[np.int64]
+    loose_n: NDArray[np.int64]
+    loose_k: NDArray[np.int64]
+
+    def design_effects(self, upper: int, confidence: float) -> NDArray[np.float64]:
+        """The customers' design effect of the items in ``[t, upper)``, for each cell t < upper.
+
+        `trustramp.metrics.intervals.design_effect` on the per-customer counts of each band
+        (customers on the last axis), items without a customer each a cluster of their own.
+        """
+        from trustramp.metrics.intervals import design_effect
+
+        def above(a: NDArray[np.int64]) -> NDArray[np.float64]:
+            return np.cumsum(a[..., :upper][..., ::-1], axis=-1)[..., ::-1].astype(float)
+
+        deff = design_effect(
+            above(self.k).T,
+            above(self.n).T,
+            confidence=confidence,
+            unclustered=(above(self.loose_k), above(self.loose_n)),
+        )
+        return np.atleast_1d(np.asarray(deff, dtype=float))
+
+
+def _with_clusters(cells: _Cells, clusters: pd.DataFrame | None, step: float) -> _Cells:
+    if clusters is None:
+        return cells
+    return dataclasses.replace(cells, clusters=_collapse_clusters(clusters, step))
+
+
+def _collapse_clusters(grid: pd.DataFrame, step: float, column: str = CUSTOMER) -> _Clusters:
+    """Per-customer cells of a grid frame with a customer column (missing: no customer)."""
+    units = _step_units(step)
+    if column not in grid.columns:
+        raise ValueError(f"clusters has no column {column!r}; columns are {list(grid.columns)}")
+    idx, n, k, _ = _validated(grid, units)
+    codes, uniques = pd.factorize(grid[column])
+    size = _n_cells(units)
+    loose = codes < 0
+    key = codes[~loose].astype(np.int64) * size + idx[~loose]
+
+    def by_customer(w: NDArray[np.float64]) -> NDArray[np.int64]:
+        counts = np.bincount(key, weights=w[~loose], minlength=len(uniques) * size)
+        return np.rint(counts).astype(np.int64).reshape(len(uniques), size)
+
+    def apart(w: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.rint(np.bincount(idx[loose], weights=w[loose], minlength=size)).astype(np.int64)
+
+    return _Clusters(by_customer(n), by_customer(k), apart(n), apart(k))
+
+
 # --------------------------------------------------------------------------------------------
 # Learn-then-Test, fixed sequence
 # --------------------------------------------------------------------------------------------
@@ -428,6 +489,10 @@ class Certified:
         Labeled items needed at the start (None: the target cannot be certified).
     reason : str
         Why this threshold, or why none, in a sentence.
+    design_effect : float or None
+        Customers as clusters (``clusters=`` given): the design effect of the band's items at
+        ``threshold``; every test ran on the counts deflated by its band's design effect
+        (`trustramp.metrics.intervals.deflate_counts`). None without clusters or threshold.
     checkpoints : tuple of (float, float)
         The fallback's checkpoints, highest first: (threshold, the share of ``delta`` it
         brings to the walk). One checkpoint with share 1: a plain fixed sequence.
@@ -450,6 +515,7 @@ class Certified:
     start: float | None
     min_n: int | None
     reason: str
+    design_effect: float | None
     _walk: _Walk = field(repr=False, compare=False)
 
     @functools.cached_property
@@ -492,6 +558,8 @@ class _Walk:
     rejected: NDArray[np.bool_]
     i_start: int | None
     i_cert: int | None
+    clustered: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]] | None = None
+    """Customers as clusters: the effective counts the tests ran on, and the design effects."""
 
     def status(self) -> NDArray[np.object_]:
         status = np.full(self.n_in.size, "skipped", dtype=object)
@@ -503,21 +571,24 @@ class _Walk:
 
     def curve(self) -> pd.DataFrame:
         n_in, k_in = self.n_in, self.k_in
+        n_test, k_test, deff = self.clustered or (n_in, k_in, None)
         with np.errstate(invalid="ignore", divide="ignore"):
             acc = np.where(n_in > 0, k_in / np.maximum(n_in, 1), np.nan)
-        curve = pd.DataFrame(
-            {
-                "threshold": _edges(n_in.size, self.units),
-                N: n_in,
-                CORRECT: k_in,
-                "accuracy": acc,
-                TOTAL: self.tot_in,
-                "p_value": _p_values(n_in, k_in, self.target),
-                "level": self.level,
-                "status": self.status().astype(str),
-            }
-        )
-        return curve.iloc[::-1].reset_index(drop=True)
+        columns: dict[str, Any] = {
+            "threshold": _edges(n_in.size, self.units),
+            N: n_in,
+            CORRECT: k_in,
+            "accuracy": acc,
+            TOTAL: self.tot_in,
+        }
+        if deff is not None:
+            columns |= {"design_effect": deff, "n_effective": n_test, "correct_effective": k_test}
+        columns |= {
+            "p_value": _p_values(n_test, k_test, self.target),
+            "level": self.level,
+            "status": self.status().astype(str),
+        }
+        return pd.DataFrame(columns).iloc[::-1].reset_index(drop=True)
 
 
 MIN_BAND_WIDTH = 0.05
@@ -618,13 +689,23 @@ def _walk_reason(
     rejected: NDArray[np.bool_],
     i_start: int,
     units: int,
+    clustered: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64] | None],
 ) -> str:
     fmt = f".{_decimals(units)}f"
+    n_test, k_test, deff = clustered
+
+    def worth(i: int) -> str:
+        if deff is None:
+            return ""
+        return (
+            f", worth {int(k_test[i]):,} correct of {int(n_test[i]):,} independent items "
+            f"(customers' design effect {deff[i]:.2f})"
+        )
 
     def fails(i: int) -> str:
         return (
-            f"{_edge(i, units):{fmt}} fails: {int(k_in[i]):,} of {int(n_in[i]):,} correct "
-            f"(p = {p[i]:.3g} > {level[i]:.3g})"
+            f"{_edge(i, units):{fmt}} fails: {int(k_in[i]):,} of {int(n_in[i]):,} correct"
+            f"{worth(i)} (p = {p[i]:.3g} > {level[i]:.3g})"
         )
 
     failed = np.flatnonzero(~np.isnan(level) & ~rejected)
@@ -632,15 +713,16 @@ def _walk_reason(
     if hits.size == 0:
         reason = f"the first tested threshold {fails(i_start)}"
         if failed.size > 1:
-            reason += f"; so do the {failed.size - 1} later checkpoint(s) down to " + fails(
-                int(failed[0])
-            )
+            later = "the later checkpoint" if failed.size == 2 else "every later checkpoint"
+            reason += f"; so does {later}, the lowest {fails(int(failed[0]))}"
         return reason
     i_cert = int(hits[0])
     above = failed[failed > i_cert]
     gaps = np.flatnonzero(~rejected[i_cert:])
     run_top = i_cert + int(gaps[0]) - 1 if gaps.size else rejected.size - 1
     below = fails(i_cert - 1) if i_cert > 0 else "every lower threshold holds too"
+    if deff is not None:
+        below += f"; at {_edge(i_cert, units):{fmt}}{worth(i_cert).removeprefix(',')}"
     reason = f"certified from {_edge(run_top, units):{fmt}} down to {_edge(i_cert, units):{fmt}}; {below}"
     if above.size:
         reason += (
@@ -669,6 +751,16 @@ def _certify_cells(
     min_n = min_labels_to_certify(target, delta)
     alloc: dict[int, float] = {}
     level, rejected = np.full(size, np.nan), np.zeros(size, dtype=bool)
+    # Customers as clusters: the tests run on the counts deflated by each band's design effect
+    # (as informative as that many independent items); the checkpoints stay on the raw counts,
+    # which do not depend on correctness.
+    deff, n_test, k_test = None, n_in, k_in
+    if cells.clusters is not None and size > 0:
+        from trustramp.metrics.intervals import deflate_counts
+
+        deff = cells.clusters.design_effects(size, 1.0 - delta)
+        k_eff, n_eff = deflate_counts(k_in, n_in, deff, side="lower")
+        k_test, n_test = np.asarray(k_eff, dtype=np.int64), np.asarray(n_eff, dtype=np.int64)
     if min_n is None:
         reason = f"a {_pct(target)} target cannot be certified from a finite sample"
     elif size == 0:
@@ -676,14 +768,16 @@ def _certify_cells(
     else:
         need = max(min_n, min_labels_to_start(target, delta) if min_start is None else min_start)
         alloc = _checkpoints(n_in, need, delta, fallback=fallback)
-        level, rejected = _walk(n_in, k_in, p, alloc, target=target)
+        level, rejected = _walk(n_test, k_test, p, alloc, target=target)
         if not alloc:
             reason = (
                 f"needs ≥ {need:,} labeled items to test a {_pct(target)} target at "
                 f"δ = {delta:.3g}; has {int(n_in[0]):,}"
             )
         else:
-            reason = _walk_reason(n_in, k_in, p, level, rejected, max(alloc), units)
+            reason = _walk_reason(
+                n_in, k_in, p, level, rejected, max(alloc), units, (n_test, k_test, deff)
+            )
     hits = np.flatnonzero(rejected)
     i_cert = int(hits[0]) if hits.size else None
     i_start = max(alloc) if alloc else None
@@ -698,8 +792,20 @@ def _certify_cells(
         start=None if i_start is None else _edge(i_start, units),
         min_n=min_n,
         reason=reason,
+        design_effect=None if deff is None or i_cert is None else float(deff[i_cert]),
         _walk=_Walk(
-            units, size, n_in, k_in, tot_in, target, alloc, level, rejected, i_start, i_cert
+            units,
+            size,
+            n_in,
+            k_in,
+            tot_in,
+            target,
+            alloc,
+            level,
+            rejected,
+            i_start,
+            i_cert,
+            None if deff is None else (n_test, k_test, deff),
         ),
     )
 
@@ -713,6 +819,7 @@ def certify_threshold(
     upper: float | None = None,
     min_start: int | None = None,
     fallback: bool = True,
+    clusters: pd.DataFrame | None = None,
 ) -> Certified:
     """Certify the lowest threshold whose items reach ``target`` accuracy (Learn-then-Test).
 
@@ -757,6 +864,12 @@ def certify_threshold(
     fallback : bool, default True
         False: one fixed sequence from the first checkpoint with all of δ (stops at its first
         failure).
+    clusters : pandas.DataFrame, optional
+        The same labeled items by customer: a grid frame with a ``customer_id`` column (a
+        missing id: an item of its own). Items of one customer are not independent, so each
+        threshold is tested on its band's counts deflated by the customers' design effect
+        (`trustramp.metrics.intervals.effective_counts`, the gates' adjustment); the
+        checkpoints stay on the raw counts.
 
     Returns
     -------
@@ -774,7 +887,7 @@ def certify_threshold(
     _check_target_delta(target, delta)
     if min_start is not None and (not isinstance(min_start, int | np.integer) or min_start < 0):
         raise ValueError(f"min_start must be a non-negative integer, got {min_start!r}")
-    cells = _collapse(grid, step)
+    cells = _with_clusters(_collapse(grid, step), clusters, step)
     i_upper = None if upper is None else _grid_index(upper, cells.units, name="upper")
     return _certify_cells(
         cells, target=target, delta=delta, min_start=min_start, upper=i_upper, fallback=fallback
@@ -1217,10 +1330,14 @@ def _assemble(
         ):
             fmt = f".{_decimals(units)}f"
             where = f"at or above {t:{fmt}}" if upper is None else f"in [{t:{fmt}}, {upper:{fmt}})"
+            clustered = ""
+            if cert._walk.clustered is not None:
+                deff = cert._walk.clustered[2][_grid_index(t, units, name=band)]
+                clustered = f"; customers as clusters, design effect {deff:.2f}"
             guarantee = (
                 f"With probability at least {confidence}, items {where} are at least "
                 f"{_pct(target)} accurate (Learn-then-Test, fixed sequence with fallback; "
-                f"n = {n:,} of the {n_labeled:,} {population} fall in the band)"
+                f"n = {n:,} of the {n_labeled:,} {population} fall in the band{clustered})"
             )
         if cur_rng is None:
             cur_items, cur_share, cur_acc = math.nan, math.nan, math.nan
@@ -1309,6 +1426,7 @@ def recommend_thresholds(
     confidence_level: float = 0.95,
     population: str | None = None,
     group: str | None = None,
+    clusters: pd.DataFrame | None = None,
 ) -> ThresholdRecommendation:
     """Recommend the auto, confirm and review thresholds, each certified for its target.
 
@@ -1342,6 +1460,9 @@ def recommend_thresholds(
         to ``labeled items`` (``of model <v>`` when the grid has one model_version).
     group : str, optional
         A label for the population, e.g. ``"segment = smb"``.
+    clusters : pandas.DataFrame, optional
+        The same labeled items by customer (a grid frame with ``customer_id``): every band is
+        certified allowing for customers as clusters (see `certify_threshold`).
 
     Returns
     -------
@@ -1351,7 +1472,7 @@ def recommend_thresholds(
     _check_min_labels(min_labels)
     if not 0 < confidence_level < 1:
         raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
-    cells = _collapse(grid, routing.grid_step)
+    cells = _with_clusters(_collapse(grid, routing.grid_step), clusters, routing.grid_step)
     return _assemble(
         cells,
         _plan(cells, routing.targets, routing.delta, min_labels=min_labels),
@@ -1407,6 +1528,7 @@ def recommend_by_group(
     include_insufficient: bool | None = None,
     confidence_level: float = 0.95,
     population: str | None = None,
+    clusters: pd.DataFrame | None = None,
 ) -> GroupRecommendation:
     """Recommend thresholds separately for each value of ``by`` (segments or customers).
 
@@ -1432,6 +1554,10 @@ def recommend_by_group(
         Level of the Wilson intervals.
     population : str, optional
         As in `recommend_thresholds`.
+    clusters : pandas.DataFrame, optional
+        The same labeled items by customer with a ``by`` column (a grid frame with
+        ``customer_id`` and ``by``): each group is certified allowing for its customers as
+        clusters. Ignored for ``by="customer_id"`` (one customer is one cluster).
 
     Returns
     -------
@@ -1442,12 +1568,18 @@ def recommend_by_group(
     if include_insufficient is None:
         include_insufficient = by != "customer_id"
     values, cells = _collapse_by(grid, by, routing.grid_step)
+    if clusters is not None and by != CUSTOMER and by not in clusters.columns:
+        raise ValueError(
+            f"clusters needs a {by!r} column to group by, got {list(clusters.columns)}"
+        )
     overrides = routing.customer_overrides if by == "customer_id" else routing.segment_overrides
     days, pop = _days(grid, None), _population(grid, population)
     out: dict[str, ThresholdRecommendation] = {}
     omitted = 0
     for g, value in enumerate(values):
         one = _Cells(cells.n[g], cells.correct[g], cells.total[g], cells.units)
+        if clusters is not None and by != CUSTOMER:
+            one = _with_clusters(one, clusters[clusters[by] == value], routing.grid_step)
         if int(one.n.sum()) < min_labels and not include_insufficient:
             omitted += 1
             continue
