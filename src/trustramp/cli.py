@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -44,6 +45,10 @@ def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TrustrampError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(e.exit_code)
+        except BrokenPipeError:  # the reader of our output went away (`| head`): no message
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # no real stdout
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except OSError as e:  # the file system said no (read-only, full, a file for a folder)
             from trustramp.store.outputs import storage_error
 
