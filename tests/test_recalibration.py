@@ -175,3 +175,24 @@ def test_fit_recalibration_errors(kwargs: dict, match: str) -> None:
 def test_platt_needs_both_outcomes() -> None:
     with pytest.raises(ValueError, match="correct is constant"):
         fit_platt([0.6, 0.7, 0.8], [1, 1, 1])
+
+
+def test_ece_is_the_one_right_closed_implementation_on_bin_edges() -> None:
+    # Every confidence on an edge m/25 (0.28 * 25 == 7.000000000000001 in floating point): the
+    # recalibration ECE must bin them exactly as the metrics' ECE and stage 1's SQL do, each in
+    # the bin the edge closes. Reference: the bins built with exact integer arithmetic.
+    from trustramp.metrics import expected_calibration_error as metrics_ece
+
+    m = 25
+    edges = np.arange(1, m + 1)
+    # Each bin: 40 right items on its closing edge m/M, 40 wrong ones at its middle. Over-
+    # and under-confidence cancel inside the bin; an edge item pushed one bin up would not.
+    on_edge, middle = edges / m, (edges - 0.5) / m
+    confidence = np.concatenate([np.repeat(on_edge, 40), np.repeat(middle, 40)])
+    correct = np.concatenate([np.ones(40 * m, int), np.zeros(40 * m, int)])
+    exact_bin = np.concatenate([np.repeat(edges - 1, 40), np.repeat(edges - 1, 40)])
+    gap = np.bincount(exact_bin, weights=correct - confidence, minlength=m)
+    reference = np.abs(gap).sum() / confidence.size
+    got = expected_calibration_error(confidence, correct, n_bins=m)
+    assert got == pytest.approx(reference, abs=1e-12)
+    assert got == pytest.approx(metrics_ece(correct, confidence, n_bins=m), abs=1e-15)

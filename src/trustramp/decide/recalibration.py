@@ -179,20 +179,24 @@ def expected_calibration_error(
 ) -> float:
     """Top-label ECE with right-closed equal-width bins ``((m-1)/M, m/M]`` (SPEC 3.5).
 
+    The one ECE implementation, `trustramp.metrics.expected_calibration_error`, with this
+    module's argument order (confidence first): a confidence lying on an edge ``m/M`` goes to
+    the bin it closes, as in stage 1's SQL, even where ``c * M`` rounds a hair above ``m``.
+
     Examples
     --------
     >>> round(expected_calibration_error([0.9, 0.9, 0.6, 0.6], [1, 1, 1, 0], n_bins=10), 6)
     0.1
     """
+    from trustramp.metrics.calibration import expected_calibration_error as ece
+
     c = _as_confidence(confidence, "confidence")
     y = _as_correct(correct, c.size)
     if c.size == 0:
         return math.nan
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    b = np.clip(np.ceil(c * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    gap = np.bincount(b, weights=y - c, minlength=n_bins)
-    return float(np.abs(gap).sum() / c.size)
+    return ece(y, c, n_bins=n_bins)
 
 
 # --------------------------------------------------------------------------------------------

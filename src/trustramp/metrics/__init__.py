@@ -47,6 +47,8 @@ from trustramp.metrics.calibration import (
     classwise_bins,
     classwise_ece,
     classwise_ece_from_bins,
+    debiased_l2_ece,
+    debiased_l2_ece_from_bins,
     ece_from_bins,
     expected_calibration_error,
     is_miscalibrated,
@@ -55,6 +57,9 @@ from trustramp.metrics.calibration import (
     maximum_calibration_error,
     mce_from_bins,
     reliability_table,
+    smooth_ece,
+    smooth_ece_at,
+    smooth_ece_from_cells,
 )
 from trustramp.metrics.comparison import (
     ComparisonVerdict,
@@ -140,6 +145,8 @@ __all__ = [
     "cohen_kappa_score",
     "compare_versions",
     "count_failures",
+    "debiased_l2_ece",
+    "debiased_l2_ece_from_bins",
     "disparity",
     "ece_from_bins",
     "error_rate",
@@ -164,5 +171,8 @@ __all__ = [
     "quantile_from_histogram",
     "reliability_table",
     "segment_tests",
+    "smooth_ece",
+    "smooth_ece_at",
+    "smooth_ece_from_cells",
     "wilson_interval",
 ]

@@ -630,8 +630,10 @@ def fairness_rates(
     >>> f = pd.DataFrame({"segment": ["a", "a", "b", "b"], "predicted_label": ["y", "n", "y", "n"],
     ...                   "human_label": ["y", "n", "n", "y"], "n": [30, 70, 10, 90]})
     >>> r = fairness_rates(f, positive_label="y")
-    >>> r.by_group["selection_rate"].tolist(), round(r.summary["demographic_parity_difference"][0], 2)
-    ([0.3, 0.1], 0.2)
+    >>> r.by_group["selection_rate"].tolist()
+    [0.3, 0.1]
+    >>> round(float(r.summary["demographic_parity_difference"].iloc[0]), 2)
+    0.2
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
