@@ -215,3 +215,38 @@ def test_catalog_comments_every_view_and_column_and_opens_in_duckdb_1(demo_run: 
     header = (demo_run["root"] / "home" / "catalog.duckdb").read_bytes()[:20]
     assert header[8:12] == b"DUCK" and int.from_bytes(header[12:20], "little") == 64
     con.close()
+
+
+def test_metrics_view_lists_the_published_runs_only(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trustramp.contract import METRIC_COLUMNS
+    from trustramp.store.lake import Home, open_catalog, rebuild_catalog
+    from trustramp.store.outputs import record_run
+
+    home, reports = Home.at(tmp_path / "data"), tmp_path / "reports"
+    runs = {  # run id -> (as of, its folder, whether the folder is still there)
+        "published": ("2026-11-20", reports / "f" / "2026-11-20", True),
+        "superseded": ("2026-11-20", reports / "f" / "superseded" / "2026-11-20-abc", True),
+        "deleted": ("2026-11-19", reports / "f" / "2026-11-19", False),
+    }
+    for i, (run_id, (as_of, folder, kept)) in enumerate(runs.items()):
+        if kept:
+            folder.mkdir(parents=True)
+            row = dict.fromkeys(METRIC_COLUMNS) | {
+                "metric": "accuracy",
+                "value": float(i),
+                "n": 10,
+                "feature": "f",
+                "window": "window",
+            }
+            pq.write_table(pa.Table.from_pylist([row]), folder / "metrics.parquet")
+        day = dt.date.fromisoformat(as_of)
+        record_run(home, {"run_id": run_id, "feature": "f", "as_of": day, "report": str(folder)})
+    rebuild_catalog(home)
+    con = open_catalog(home.root)
+    got = con.execute("SELECT metric, value, as_of, run_dir FROM metrics").fetchall()
+    con.close()
+    assert [g[:3] for g in got] == [("accuracy", 0.0, dt.date(2026, 11, 20))]
+    assert Path(got[0][3]).parts[-2:] == ("f", "2026-11-20")
