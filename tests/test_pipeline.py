@@ -137,7 +137,16 @@ DATA_DAYS = (dt.date(2026, 11, 5), dt.date(2026, 11, 12))
 """make_logs' prediction days (i % 8 days from Nov 5)."""
 
 
-@pytest.mark.parametrize("as_of", ["2026-11-20", " 2026-11-20 ", dt.datetime(2026, 11, 20, 17, 5)])
+@pytest.mark.parametrize(
+    "as_of",
+    [
+        "2026-11-20",
+        " 2026-11-20 ",
+        "2026-11-19T23:30:00-05:00",  # 04:30 UTC on the 20th
+        dt.datetime(2026, 11, 20, 17, 5),
+        dt.datetime(2026, 11, 21, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+    ],
+)
 def test_the_api_takes_dates_as_iso_strings_and_datetimes(
     run: dict, tmp_path: Path, as_of: object
 ) -> None:

@@ -47,15 +47,18 @@ DateLike = dt.date | dt.datetime | str
 
 
 def as_date(value: DateLike | None, *, name: str = "as_of") -> dt.date | None:
-    """A date from a date, a datetime or an ISO string (None stays None).
+    """A date from a date, a datetime or an ISO string (None stays None); a datetime with an
+    offset gives its UTC date (days are UTC days, as in the lake).
 
     >>> as_date("2026-11-20")
     datetime.date(2026, 11, 20)
+    >>> as_date("2026-11-20T23:30:00-05:00")
+    datetime.date(2026, 11, 21)
     """
     if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
         return value
     if isinstance(value, dt.datetime):
-        return value.date()
+        return _utc_date(value)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -63,12 +66,16 @@ def as_date(value: DateLike | None, *, name: str = "as_of") -> dt.date | None:
         except ValueError:
             pass
         try:
-            return dt.datetime.fromisoformat(text).date()
+            return _utc_date(dt.datetime.fromisoformat(text))
         except ValueError:
             raise UsageError(
                 f"{name} {value[:40]!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-20"
             ) from None
     raise UsageError(f"{name} must be a date or a YYYY-MM-DD string, got {type(value).__name__}")
+
+
+def _utc_date(moment: dt.datetime) -> dt.date:
+    return (moment.astimezone(dt.UTC) if moment.tzinfo else moment).date()
 
 
 @contextmanager
