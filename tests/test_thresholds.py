@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
@@ -717,6 +719,23 @@ def test_shares_are_what_the_patch_routes(data) -> None:
             if b.threshold is not None and band != "human":
                 upper = 1.0 if b.upper is None else b.upper
                 assert b.items == ((conf >= b.threshold) & (conf < upper)).sum() or upper == 1.0
+
+
+def test_patch_header_warns_that_a_closed_auto_band_still_takes_confidence_one(data) -> None:
+    from trustramp.evaluation import Thresholds
+
+    grid, _ = data
+    rec = recommend_thresholds(grid, Routing())
+    groups = recommend_by_group(grid, Routing(), min_labels=770)
+    assert groups.by_group["enterprise"].thresholds["auto"] is None  # too few labels
+    whatif = replay_policy(grid, rec.thresholds)
+    text = Thresholds(rec, rec, groups, "optimized", whatif).to_yaml()
+    assert "# auto is closed for enterprise, internal: written as 1.0" in text
+    assert yaml.safe_load(text)["routing"]["segment_overrides"]["enterprise"]["auto"] == 1.0
+    open_everywhere = dataclasses.replace(
+        groups, by_group={g: r for g, r in groups.by_group.items() if g in ("smb", "mid_market")}
+    )
+    assert "auto is closed" not in Thresholds(rec, rec, open_everywhere, "", whatif).to_yaml()
 
 
 def test_optimized_stage_keeps_the_certified_thresholds(data) -> None:
