@@ -51,6 +51,12 @@ def spark(lake: dict[str, object]) -> Iterator[SparkEngine]:
     engine.stop()
 
 
+def copy_lake(lake: dict, folder: Path) -> Path:
+    """A home of its own with the shared lake (tests that write a day cache or runs use one)."""
+    shutil.copytree(lake["home"], folder / "home")
+    return folder / "home"
+
+
 def assert_same(duck: Aggregates, spark: Aggregates) -> None:
     for name in FRAMES:
         a, b = getattr(duck, name), getattr(spark, name)
@@ -99,45 +105,19 @@ def test_some_days_restrict_the_decisions_alike(lake: dict, spark: SparkEngine) 
     assert_same(duck, got)
 
 
-def test_day_cache_written_by_spark_equals_duckdbs(
-    lake: dict, spark: SparkEngine, tmp_path: Path
-) -> None:
-    """`daycache.refresh` with the Spark engine (it attaches the lake itself, under the writer
-    lock in real runs) writes the same day files as with DuckDB."""
-    from trustramp.store import daycache
-
-    copy = tmp_path / "home"
-    shutil.copytree(lake["home"], copy)  # type: ignore[arg-type]
-    loaded = {}
-    for name, root in (("duckdb", lake["home"]), ("spark", copy)):
-        home = Home.at(root)  # type: ignore[arg-type]
-        con = reader(home)
-        engine = spark if name == "spark" else None
-        try:
-            _, end = data_window(con, lake["feature"])
-            first = end - dt.timedelta(days=6)
-            done = daycache.refresh(
-                con, home, lake["feature"], first, end, bins=15, grid_step=0.01, engine=engine
-            )
-            assert len(done.recomputed) == 7
-            loaded[name] = daycache.load(home, lake["feature"], first, end, bins=15, grid_step=0.01)
-        finally:
-            con.close()
-    assert_same(loaded["duckdb"], loaded["spark"])
-
-
 def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
     lake: dict, spark: SparkEngine, tmp_path: Path
 ) -> None:
-    """A whole evaluation with `--engine spark` (stage 1 on Spark, joining the running session)
-    decides the same verdict from the same metrics as one on DuckDB."""
+    """A whole evaluation with `--engine spark` (stage 1 on Spark, joining the running session,
+    through `daycache.refresh`, which attaches the lake to it under the writer lock) writes the
+    same day files, and decides the same verdict from the same metrics, as one on DuckDB."""
     from trustramp.pipeline import evaluate
+    from trustramp.store import daycache
     from trustramp.store.engine import EngineSpec
 
-    results = {}
+    results, cached = {}, {}
     for name in ("duckdb", "spark"):
-        copy = tmp_path / name / "home"
-        shutil.copytree(lake["home"], copy)  # type: ignore[arg-type]
+        copy = copy_lake(lake, tmp_path / name)
         con = reader(Home.at(copy))
         _, end = data_window(con, lake["feature"])
         con.close()
@@ -148,7 +128,18 @@ def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
             config=lake["config"],
             engine=EngineSpec.of(name, spark_master="local[1]" if name == "spark" else None),
         )
-        assert len(results[name].extras["recomputed_days"]) > 0
+        days = results[name].extras["recomputed_days"]
+        assert len(days) >= 14
+        cfg = lake["config"]
+        cached[name] = daycache.load(
+            Home.at(copy),
+            lake["feature"],
+            min(days),
+            max(days),
+            bins=cfg.statistics.ece_bins,
+            grid_step=cfg.routing.grid_step,
+        )
+    assert_same(cached["duckdb"], cached["spark"])
     duck, got = (_rounded(results[n].verdict.to_dict()) for n in ("duckdb", "spark"))
     assert got == duck
     assert duck["criteria"] and duck["reasons"]
@@ -163,3 +154,42 @@ def _rounded(doc: object) -> object:
     if isinstance(doc, list):
         return [_rounded(v) for v in doc]
     return float(f"{doc:.12g}") if isinstance(doc, float) else doc
+
+
+def test_nightly_spark_refresh_leaves_the_evaluation_nothing_to_recompute(
+    lake: dict, spark: SparkEngine, tmp_path: Path
+) -> None:
+    """The nightly-spark flow's Spark step (its task, run directly) recomputes every day of
+    the window in one Spark application; the evaluation after it, on DuckDB, then finds every
+    day fresh and decides what an evaluation on DuckDB alone decides."""
+    import sys
+
+    from trustramp.orchestrate import load_flow
+    from trustramp.pipeline import evaluate
+    from trustramp.store.engine import EngineSpec
+
+    load_flow("nightly-spark")
+    refresh_task = sys.modules["nightly_spark"].refresh_days_on_spark
+    homes = {name: copy_lake(lake, tmp_path / name) for name in ("spark", "duckdb")}
+    con = reader(Home.at(homes["spark"]))
+    _, end = data_window(con, lake["feature"])
+    con.close()
+    days = refresh_task.fn(
+        [lake["config"]], homes["spark"], end, EngineSpec.of("spark", spark_master="local[1]"), 60.0
+    )
+    assert len(days[lake["feature"]]) >= 14  # the whole window: nothing was cached
+    results = {
+        name: evaluate(
+            home=home,
+            reports=tmp_path / name / "reports",
+            as_of=end,
+            config=lake["config"],
+            engine=EngineSpec.of("duckdb"),
+        )
+        for name, home in homes.items()
+    }
+    assert results["spark"].extras["recomputed_days"] == []
+    assert results["duckdb"].extras["recomputed_days"] == days[lake["feature"]]
+    assert _rounded(results["spark"].verdict.to_dict()) == _rounded(
+        results["duckdb"].verdict.to_dict()
+    )

@@ -288,7 +288,7 @@ def prefect_yaml() -> dict[str, Any]:
 
 def test_prefect_yaml_deployments(prefect_yaml: dict[str, Any]) -> None:
     deps = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deps) == {"nightly", "on-demand"}
+    assert set(deps) == {"nightly", "nightly-spark", "on-demand"}
     nightly, on_demand = deps["nightly"], deps["on-demand"]
     (schedule,) = nightly["schedules"]
     assert len(schedule["cron"].split()) == 5 and schedule["timezone"] and schedule["active"]

@@ -55,6 +55,7 @@ FLOWS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate_flow.py", "evaluate_flow"),
     "publish": ("publish_flow.py", "publish_flow"),
     "nightly": ("nightly.py", "nightly"),
+    "nightly-spark": ("nightly_spark.py", "nightly_spark"),
 }
 """Flow name -> (file in `flows/`, function)."""
 

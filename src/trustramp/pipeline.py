@@ -523,6 +523,53 @@ def _load_aggregates(
     return win, aggs, refreshed
 
 
+def refresh_day_statistics(
+    configs: Sequence[str | Path | RolloutConfig | None],
+    *,
+    home: str | Path,
+    as_of: DateLike | None = None,
+    engine: EngineSpec | None = None,
+    wait_seconds: float = 600.0,
+) -> dict[str, Refresh]:
+    """Recompute the stale days of every configured feature's evaluation window, all on one
+    engine session (the nightly-spark run: one Spark application for every dirty day); the
+    evaluations that follow find those days fresh in the day cache. Features without
+    predictions are left out. Returns each feature's `Refresh` (days recomputed and cached).
+    """
+    from trustramp.store import aggregates as agg
+    from trustramp.store import daycache
+    from trustramp.store.engine import EngineSpec
+    from trustramp.store.lock import writer_lock
+
+    cfgs = [_resolve_config(None, c) for c in configs]
+    day = as_date(as_of) or yesterday()
+    spec = engine if engine is not None else EngineSpec.of()
+    h, con = _open_home(home)
+    out: dict[str, Refresh] = {}
+    try:
+        with spec.started() as eng:
+            for cfg in cfgs:
+                if agg.data_window(con, cfg.feature) is None:
+                    continue
+                first = _windows(cfg, day).first
+                with stage("aggregates", feature=cfg.feature, engine=spec.name) as line:
+                    with writer_lock(h.root, wait_seconds=wait_seconds):
+                        out[cfg.feature] = daycache.refresh(
+                            con,
+                            h,
+                            cfg.feature,
+                            first,
+                            day,
+                            bins=cfg.statistics.ece_bins,
+                            grid_step=cfg.routing.grid_step,
+                            engine=eng,
+                        )
+                    line.update(recomputed=len(out[cfg.feature].recomputed))
+    finally:
+        con.close()
+    return out
+
+
 def _open_home(
     home: str | Path, *, memory_limit: str | None = None
 ) -> tuple[Home, duckdb.DuckDBPyConnection]:
