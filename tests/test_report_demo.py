@@ -250,3 +250,18 @@ def test_metrics_view_lists_the_published_runs_only(tmp_path: Path) -> None:
     con.close()
     assert [g[:3] for g in got] == [("accuracy", 0.0, dt.date(2026, 11, 20))]
     assert Path(got[0][3]).parts[-2:] == ("f", "2026-11-20")
+
+
+def test_a_home_with_a_comma_gets_a_catalog_with_absolute_paths(tmp_path: Path) -> None:
+    """DuckDB's file_search_path is a comma-separated list: such a home cannot be on it."""
+    from conftest import PRED_COLUMNS, pred_row, write_rows
+
+    from trustramp.ingest import ingest_paths
+    from trustramp.store.lake import open_catalog
+
+    home = tmp_path / "a,b" / "home"
+    f = write_rows(tmp_path / "p.parquet", [pred_row(0), pred_row(1)], PRED_COLUMNS)
+    ingest_paths([f], home, validate_with_gx=False)
+    con = open_catalog(home)
+    assert con.execute("SELECT count(*) FROM predictions").fetchone() == (2,)
+    con.close()

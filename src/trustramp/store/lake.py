@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import functools
+import logging
 import os
 import shutil
 import uuid
@@ -27,6 +28,7 @@ from trustramp.contract import DATE, FEATURE, ITEM_KEY, SCHEMAS, SOURCE, Kind
 from trustramp.store.duck import connect, quote_literal, translated
 
 CATALOG_NAME = "catalog.duckdb"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -405,17 +407,26 @@ def rebuild_catalog(home: Home) -> Path:
     tmp = home.tmp / f"{CATALOG_NAME}.{os.getpid()}.tmp"
     for leftover in home.tmp.glob(f"{CATALOG_NAME}.*.tmp*"):  # ours, or a killed writer's
         leftover.unlink(missing_ok=True)
+    relative = _searchable(home.root)
+    if not relative:
+        log.warning(
+            "the home %s has a comma in its path, which DuckDB's file_search_path cannot hold: "
+            "the catalog's views use absolute paths",
+            home.root,
+        )
     con = connect(temp_directory=home.tmp / "duckdb")
     try:
         with translated("writing the catalog"):
-            con.execute(f"SET file_search_path = {quote_literal(str(home.root))}")
+            if relative:
+                con.execute(f"SET file_search_path = {quote_literal(str(home.root))}")
             con.execute(
                 f"ATTACH {quote_literal(str(tmp))} AS catalog "
                 f"(STORAGE_VERSION {quote_literal(CATALOG_STORAGE_VERSION)})"
             )
             con.execute("USE catalog")
-            rels = relations(home, relative=True)
-            rels["metrics"] = metrics_relation(published_metrics(home, con), home.root)
+            rels = relations(home, relative=relative)
+            base = home.root if relative else None
+            rels["metrics"] = metrics_relation(published_metrics(home, con), base)
             con.execute(f"CREATE VIEW ingest_log AS {rels.pop('ingest_log')}")
             for name, query in rels.items():
                 con.execute(f"CREATE VIEW {_ident(name)} AS {query}")
@@ -433,9 +444,15 @@ def open_catalog(home: str | Path, **kw: object) -> duckdb.DuckDBPyConnection:
     from any working directory (`file_search_path` set to the home)."""
     root = Path(home).resolve()
     con = connect(root / CATALOG_NAME, read_only=True, **kw)  # type: ignore[arg-type]
-    with translated("opening the catalog"):
-        con.execute(f"SET file_search_path = {quote_literal(str(root))}")
+    if _searchable(root):  # else the views hold absolute paths (see rebuild_catalog)
+        with translated("opening the catalog"):
+            con.execute(f"SET file_search_path = {quote_literal(str(root))}")
     return con
+
+
+def _searchable(root: Path) -> bool:
+    """Whether DuckDB's `file_search_path`, a comma-separated list, can hold `root`."""
+    return "," not in str(root)
 
 
 _KIND_VIEWS = {
