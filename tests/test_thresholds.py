@@ -950,3 +950,28 @@ def test_recommendations_with_clusters(data) -> None:
     assert {g: r.thresholds for g, r in one.by_group.items()} == {
         g: r.thresholds for g, r in plain.by_group.items()
     }
+
+
+def test_recommend_on_an_empty_window_is_total() -> None:
+    """Issue 15: evaluate's thresholds step on a window without predictions (the CLI refuses
+    such a window earlier; the step itself must not divide by its zero days or items)."""
+    from trustramp.evaluation import gate_population, recommend, windows_for
+    from trustramp.store.aggregates import CELL_MEASURES, Aggregates
+
+    cfg = parse_config({"feature": "f", "segments": ["smb"], "phase_started": "2026-11-01"})
+    win = windows_for(cfg, dt.date(2026, 11, 20))
+    dims = ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin"]
+    cells = pd.DataFrame(columns=[*dims, *CELL_MEASURES])
+    customers = pd.DataFrame(
+        columns=["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES]
+    )
+    empty = pd.DataFrame()
+    aggs = Aggregates("f", win.first, win.as_of, 15, 0.01, cells, customers, empty, empty, empty)
+    pop = gate_population(aggs, win, cfg)
+    grid = pd.DataFrame(columns=["customer_id", "grid_bin", "labeled", "correct", "n"])
+    th = recommend(aggs, win, pop, cfg, customer_grid=grid)
+    assert th.recommended.thresholds == dict.fromkeys(("auto", "confirm", "review"))
+    assert th.recommended.n_total == 0 and th.whatif.by_day.empty
+    text = th.to_yaml()
+    assert "no model version" in text and "share    n/a" in text
+    assert yaml.safe_load(text)["routing"]["auto"] == 1.0

@@ -918,7 +918,8 @@ def recommend(
         "review": config.routing.review,
     }
     days = max((win.gate_end - win.gate_start).days + 1, 1)
-    population = f"unshown labeled items of model {pop.version}, {win.gate_start}..{win.gate_end}"
+    model = f"model {pop.version}" if pop.version else "no model version"
+    population = f"unshown labeled items of {model}, {win.gate_start}..{win.gate_end}"
     grid = grid_frame(pop.cells, step)
     level = config.statistics.confidence_level
     clusters, segment_clusters = _threshold_clusters(aggs, win, pop, customer_grid, step)
