@@ -12,9 +12,12 @@ tested with the exact binomial p-value ``P(Binom(n_t, target) >= k_t)`` on integ
 descending order by fixed-sequence testing with fallback: δ is spread over checkpoints chosen by
 counts alone (the highest thresholds with ``m``, ``2m``, ``4m``, ... labeled items, ``m`` from
 `min_labels_to_start`), and a failure pauses the walk until the next checkpoint instead of ending
-it (`certify_threshold` says why). A band's items are those it would route (SPEC 3.4): auto ``[t, 1]``, confirm
-``[t, t_auto)``, review ``[t, t_confirm)``, so the bands are certified top-down. The three bands
-split δ Bonferroni: all their statements hold together with probability at least ``1 - δ``.
+it (`certify_threshold` says why). Given per-customer counts (``clusters=``), each test runs on
+its band's counts deflated by the customers' design effect, as the gates do. A band's items are
+those it would route (SPEC 3.4): auto ``[t, 1]``, confirm ``[t, t_auto)``, review
+``[t, t_confirm)``, so the bands are certified top-down; a band under another one narrower than
+`MIN_BAND_WIDTH` is not offered. The three bands split δ Bonferroni: all their statements hold
+together with probability at least ``1 - δ``.
 
 Confidences are resolved at 1e-6 with integer arithmetic, so a cell never depends on how a float
 rounds at its edge: ``cell = floor(c * 1e6 + 0.5) // round(step * 1e6)``, clipped to the last cell
@@ -723,7 +726,8 @@ def _walk_reason(
     below = fails(i_cert - 1) if i_cert > 0 else "every lower threshold holds too"
     if deff is not None:
         below += f"; at {_edge(i_cert, units):{fmt}}{worth(i_cert).removeprefix(',')}"
-    reason = f"certified from {_edge(run_top, units):{fmt}} down to {_edge(i_cert, units):{fmt}}; {below}"
+    span = f"{_edge(run_top, units):{fmt}} down to {_edge(i_cert, units):{fmt}}"
+    reason = f"certified from {span}; {below}"
     if above.size:
         reason += (
             f" (the walk resumed at {_edge(run_top, units):{fmt}}, a checkpoint with "
@@ -831,11 +835,12 @@ def certify_threshold(
     the family-wise error at ``delta`` under any dependence: δ is spread over *checkpoints*,
     the highest thresholds with at least ``m``, ``2m``, ``4m``, ... labeled items (``m`` =
     ``min_start``; while the band has that many), which bring 3δ/4, δ/8, δ/16, ... (the last
-    the rest; one checkpoint brings all of δ). Walking down, a threshold is tested at the level carried so far plus its own
-    checkpoint's; a rejection passes its level on to the next threshold down, a failure passes
-    nothing, so the walk resumes at the next checkpoint. The recommended threshold is the
-    lowest rejection; every rejected threshold holds, together, with probability at least
-    ``1 - delta``. The checkpoints depend on counts only, never on correctness.
+    the rest; one checkpoint brings all of δ). Walking down, a threshold is tested at the level
+    carried so far plus its own checkpoint's; a rejection passes its level on to the next
+    threshold down, a failure passes nothing, so the walk resumes at the next checkpoint. The
+    recommended threshold is the lowest rejection; every rejected threshold holds, together,
+    with probability at least ``1 - delta``. The checkpoints depend on counts only, never on
+    correctness (nor on the design effect, which does).
 
     Why not one fixed sequence from the top: its first test sits where the fewest items are,
     and one unlucky failure there ends the walk. On real data the global auto band certified
@@ -1278,9 +1283,10 @@ def _too_narrow(band: str, t: float | None, upper: int, cells: _Cells) -> str:
     fmt = f".{_decimals(units)}f"
     hi = _edge(upper, units)
     width = "empty" if upper <= i_t else f"{hi - t:.{_decimals(units)}f} wide"
+    items = int(cells.between("total", (i_t, max(i_t, upper))))
     return (
         f"{band}: [{t:{fmt}}, {hi:{fmt}}) is {width}, narrower than {MIN_BAND_WIDTH:g}: not "
-        f"offered ({int(cells.between('total', (i_t, max(i_t, upper)))):,} items go to the band below)"
+        f"offered ({items:,} items go to the band below)"
     )
 
 
