@@ -27,6 +27,8 @@ from trustramp.metrics import (
     classwise_bins,
     classwise_ece,
     classwise_ece_from_bins,
+    debiased_l2_ece,
+    debiased_l2_ece_from_bins,
     ece_from_bins,
     expected_calibration_error,
     is_miscalibrated,
@@ -35,6 +37,8 @@ from trustramp.metrics import (
     maximum_calibration_error,
     mce_from_bins,
     reliability_table,
+    smooth_ece,
+    smooth_ece_from_cells,
 )
 
 
@@ -435,3 +439,189 @@ def test_ece_is_in_unit_interval_and_below_mce(data, n_bins: int, strategy: str)
     mce = maximum_calibration_error(correct, conf, n_bins=n_bins, strategy=strategy)
     assert 0.0 <= ece <= mce + 1e-12 <= 1.0 + 1e-12
     assert ece == ece_from_bins(*calibration_bins(correct, conf, n_bins=n_bins, strategy=strategy))
+
+
+# --- debiased L2-ECE (Kumar, Liang & Ma 2019) -------------------------------------------------
+
+
+def _kumar_debiased_l2(correct: np.ndarray, confidence: np.ndarray, n_bins: int) -> float:
+    """Reference from the paper's estimator, bin by bin on item lists (as their
+    `calibration.unbiased_l2_ce` does): per bin (mean(conf) - mean(y))^2 - ybar(1 - ybar)/(n-1),
+    weighted by the bin's share, bins of fewer than two items contributing 0, clipped, sqrt."""
+    edges = [Fraction(m, n_bins) for m in range(n_bins + 1)]
+    bins: list[list[int]] = [[] for _ in range(n_bins)]
+    for i, c in enumerate(confidence):
+        fc = Fraction(repr(float(c)))  # the decimal value: 0.2 is the edge 3/15
+        b = next(m for m in range(n_bins) if fc <= edges[m + 1]) if fc > 0 else 0
+        bins[b].append(i)
+    total = 0.0
+    for members in bins:
+        if len(members) < 2:
+            continue
+        y, c = correct[members], confidence[members]
+        ybar = y.mean()
+        total += (
+            len(members)
+            / len(correct)
+            * ((c.mean() - ybar) ** 2 - ybar * (1 - ybar) / (len(members) - 1))
+        )
+    return math.sqrt(max(total, 0.0))
+
+
+@pytest.mark.parametrize(("seed", "shift"), [(0, 0.0), (1, 0.05), (2, 0.15)])
+def test_debiased_l2_ece_matches_the_papers_estimator(seed: int, shift: float) -> None:
+    rng = np.random.default_rng(seed)
+    c = np.round(rng.beta(4, 1.5, 3_000), 3)  # some values on edges
+    c[:30] = 0.2
+    y = (rng.random(c.size) < np.clip(c - shift, 0, 1)).astype(int)
+    ref = _kumar_debiased_l2(y, c, 15)
+    assert debiased_l2_ece(y, c, n_bins=15) == pytest.approx(ref, abs=1e-12)
+    bins = calibration_bins(y, c, n_bins=15)
+    assert debiased_l2_ece_from_bins(*bins) == pytest.approx(ref, abs=1e-12)
+
+
+def test_debiased_l2_ece_removes_the_noise_floor() -> None:
+    # Simulated bins (vectorized: binomial counts per bin): a perfectly calibrated model and one
+    # 5 points over-confident everywhere (true binned L2 error 0.05), 600 items in 15 bins.
+    rng = np.random.default_rng(2019)
+    reps, n_bins, n = 4_000, 15, 600
+    centers = (np.arange(n_bins) + 0.5) / n_bins
+    share = np.linspace(1, 3, n_bins) / np.linspace(1, 3, n_bins).sum()
+    for true_gap in (0.0, 0.05):
+        count = rng.multinomial(n, share, size=reps).astype(float)
+        acc = np.clip(centers - true_gap, 0, 1)
+        correct = rng.binomial(count.astype(int), acc).astype(float)
+        conf_sum = count * centers
+        debiased = debiased_l2_ece_from_bins(count, correct, conf_sum)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.where(count > 0, (correct - conf_sum) / np.maximum(count, 1), 0.0)
+        plugin = np.sqrt((count / n * gap**2).sum(axis=1))
+        true_sq = float(share @ (centers - acc) ** 2)  # the first bin's accuracy clips at 0
+        print(
+            f"true L2 error {np.sqrt(true_sq):.4f}, n={n}: plug-in mean {plugin.mean():.4f}, "
+            f"debiased mean {debiased.mean():.4f}; squared: true {true_sq:.6f}, plug-in "
+            f"{(plugin**2).mean():.6f}, debiased {(debiased**2).mean():.6f}"
+        )
+        # The plug-in estimate sits at its noise floor; the debiased one is far closer.
+        gap_sq = abs((debiased**2).mean() - true_sq)
+        assert gap_sq < 0.25 * abs((plugin**2).mean() - true_sq)
+        # Unbiased for the squared error away from 0 (the clip at 0 lifts a null model a bit).
+        se = (debiased**2).std() / np.sqrt(reps)
+        if true_gap:
+            assert (debiased**2).mean() == pytest.approx(true_sq, abs=4 * se)
+
+
+# --- smooth ECE (Błasiok & Nakkiran 2023) ------------------------------------------------------
+
+
+def _smece_reference(y: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """Reference written from the paper: smECE_s = integral |r_s(t)| delta_s(t) dt with
+    r_s * delta_s = (1/n) sum_i K_s(t, f_i) (y_i - f_i) and K the Gaussian reflected at 0 and 1,
+    computed by a different route (residual mass deposited on an 8001-point mesh, mirrored
+    once on each side, convolved with the Gaussian); the bandwidth is the root of
+    smECE_s = s (brentq)."""
+    from scipy import optimize, signal, stats
+
+    mesh = 8_001
+    grid = np.linspace(0, 1, mesh)
+    h = grid[1] - grid[0]
+    pos = f * (mesh - 1)
+    i = np.clip(np.floor(pos).astype(int), 0, mesh - 2)
+    w = pos - i
+    vals = np.zeros(mesh)
+    np.add.at(vals, i, (1 - w) * (y - f))
+    np.add.at(vals, i + 1, w * (y - f))
+    ext = np.concatenate([vals[::-1][:-1], vals, vals[::-1][1:]])
+
+    def at(s: float) -> float:
+        kernel = stats.norm.pdf(np.arange(-(mesh - 1), mesh) * h, scale=s)
+        conv = signal.fftconvolve(ext, kernel, mode="same")[mesh - 1 : 2 * mesh - 1]
+        return float(np.trapezoid(np.abs(conv), grid) / len(f))
+
+    sigma = optimize.brentq(lambda s: at(s) - s, 1e-3, 0.5, xtol=1e-7)
+    return at(sigma), sigma
+
+
+@pytest.mark.parametrize(("seed", "shift", "n"), [(3, 0.08, 2_000), (4, -0.04, 3_000)])
+def test_smooth_ece_matches_a_reference_from_the_paper(seed: int, shift: float, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    f = rng.beta(5, 2, n)
+    y = (rng.random(n) < np.clip(f - shift, 0, 1)).astype(float)
+    ref, ref_sigma = _smece_reference(y, f)
+    got = smooth_ece(y, f)
+    # Cells of stage 1's threshold grid (0.01 wide) at their mean confidence.
+    g = np.minimum(np.floor(np.round(f * 1e6) / 1e4), 99).astype(int)
+    cells = (
+        np.bincount(g, minlength=100),
+        np.bincount(g, weights=y, minlength=100),
+        np.bincount(g, weights=f, minlength=100),
+    )
+    from_cells, sigma = smooth_ece_from_cells(*cells)
+    print(
+        f"smECE reference {ref:.5f} (sigma {ref_sigma:.5f}); items {got:.5f}; "
+        f"0.01 cells {from_cells:.5f} (sigma {sigma:.5f})"
+    )
+    assert got == pytest.approx(ref, rel=0.01)
+    assert from_cells == pytest.approx(ref, rel=0.02)
+    assert sigma == pytest.approx(from_cells, abs=2e-4)  # the fixed point
+
+
+def test_smooth_ece_of_a_constant_shift_and_of_a_calibrated_model() -> None:
+    rng = np.random.default_rng(5)
+    n = 40_000
+    f = rng.uniform(0.3, 0.7, n)
+    shifted = (rng.random(n) < f - 0.1).astype(float)
+    g = np.minimum((f * 100).astype(int), 99)
+
+    def cells(y: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (
+            np.bincount(g, minlength=100),
+            np.bincount(g, weights=y, minlength=100),
+            np.bincount(g, weights=f, minlength=100),
+        )
+
+    # A constant 0.1 over-confidence away from the edges: smECE is the shift.
+    assert smooth_ece_from_cells(*cells(shifted))[0] == pytest.approx(0.1, abs=0.01)
+    calibrated = (rng.random(n) < f).astype(float)
+    assert smooth_ece_from_cells(*cells(calibrated))[0] < 0.02
+    assert math.isnan(smooth_ece_from_cells([0, 0], [0, 0], [0.0, 0.0])[0])
+
+
+def test_gate_calibration_evidence_from_stage_one_cells(demo_lake: dict) -> None:
+    """The verdict's debiased L2-ECE and smECE (from stage 1's bins and 0.01 cells) against the
+    item-level estimators on the raw rows of the certified population."""
+    import pandas as pd
+    from conftest import raw_joined
+
+    from trustramp.evaluation import calibration_evidence, gate_population, windows_for
+    from trustramp.store.aggregates import compute_aggregates
+    from trustramp.store.lake import Home, reader
+
+    cfg = demo_lake["config"]
+    win = windows_for(cfg, demo_lake["manifest"].end)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
+    finally:
+        con.close()
+    pop = gate_population(aggs, win, cfg)
+    cal, _ = calibration_evidence(pop, cfg)
+    raw = raw_joined(demo_lake["home"], cfg.feature)
+    day = pd.to_datetime(raw["date"]).dt.date
+    gate = raw[
+        (day >= win.gate_start)
+        & (day <= win.gate_end)
+        & (raw["model_version"] == pop.version)
+        & (raw["mode"] == "shadow")
+        & ~raw["status"].isin(["error", "timeout"])
+        & raw["confidence"].notna()
+        & raw["human_label"].notna()
+    ]
+    y = (gate["human_label"] == gate["predicted_label"]).to_numpy(int)
+    c = gate["confidence"].to_numpy(float)
+    assert cal.n == len(gate) >= 500
+    assert cal.ece_debiased_l2 == pytest.approx(
+        debiased_l2_ece(y, c, n_bins=cfg.statistics.ece_bins), abs=1e-12
+    )
+    assert cal.smece == pytest.approx(smooth_ece(y, c), rel=0.02)
+    assert cal.smece_sigma == pytest.approx(cal.smece, abs=2e-4)

@@ -617,11 +617,26 @@ def calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Ca
         seed=config.statistics.seed,
     )
     n = int(bins["labeled"].sum())
+    debiased = smece = sigma = None
+    if n >= m.MIN_SHOWN_N:
+        debiased = float(
+            m.debiased_l2_ece_from_bins(
+                bins["labeled"].to_numpy(), bins["correct"].to_numpy(), bins["conf_sum"].to_numpy()
+            )
+        )
+        # smECE from the threshold grid's cells (0.01 wide), each at its mean confidence.
+        grid = pop.cells.groupby("grid_bin")[["labeled", "correct", "conf_sum"]].sum()
+        smece, sigma = m.smooth_ece_from_cells(
+            grid["labeled"].to_numpy(), grid["correct"].to_numpy(), grid["conf_sum"].to_numpy()
+        )
     return Calibration(
         ece=test.ece if n else None,
         p_value=test.p_value if n else None,
         noise_floor=test.noise_floor if n else None,
         n=n,
+        ece_debiased_l2=debiased,
+        smece=smece,
+        smece_sigma=sigma,
     ), test
 
 
@@ -1059,6 +1074,21 @@ def gate_metric_rows(
                 "ci_high": np.nan,
                 "n": cal.n,
             },
+        ]
+        rows += [
+            {
+                **base,
+                "metric": name,
+                "value": value,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": cal.n,
+            }
+            for name, value in (
+                ("ece_debiased_l2", cal.ece_debiased_l2),
+                ("smece", cal.smece),
+                ("smece_sigma", cal.smece_sigma),
+            )
         ]
     if equal_mass is not None and equal_mass["n"].sum() >= m.MIN_SHOWN_N:
         rows.append(

@@ -154,13 +154,18 @@ class Calibration:
 
     ``ece`` is None when too few labels to show it (SPEC 3.5: below 500); ``p_value`` is the
     consistency-resampling test's; ``noise_floor`` is the ECE a perfectly calibrated model would
-    show at this ``n``.
+    show at this ``n``. ``ece_debiased_l2`` (Kumar, Liang & Ma 2019) and ``smece`` with its
+    bandwidth ``smece_sigma`` (Błasiok & Nakkiran 2023) are shown beside the ECE (None below
+    500 labels).
     """
 
     ece: float | None
     p_value: float | None
     noise_floor: float | None
     n: int
+    ece_debiased_l2: float | None = None
+    smece: float | None = None
+    smece_sigma: float | None = None
 
 
 @dataclass(frozen=True)

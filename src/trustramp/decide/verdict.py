@@ -17,7 +17,8 @@ is a critical alert — it blocks a GO like any other — and marks the routing 
 re-certification (``thresholds_recertify``).
 `Verdict.to_dict` gives exactly the SPEC keys plus extras under new keys (``model_version``,
 ``kill_switch``, ``confidence_level``, ``mode``, ``audience``, ``min_days``, ``days_in_phase``,
-``segments``, ``procedure``, ``thresholds_recertify``; each alert's ``model_version``,
+``segments``, ``procedure``, ``thresholds_recertify``, ``calibration``; each alert's
+``model_version``,
 ``bound``, ``status``, ``n`` and ``message``); the JSON Schema is package data
 ``verdict.schema.json`` (`verdict_schema`).
 """
@@ -43,7 +44,7 @@ from trustramp.decide.alerts import (
     evaluate_rollback,
 )
 from trustramp.decide.checklists import ChecklistItem, Checklists, evaluate_checklists
-from trustramp.decide.evidence import DataSummary, Evidence
+from trustramp.decide.evidence import Calibration, DataSummary, Evidence
 from trustramp.decide.gates import (
     CriterionResult,
     NextStep,
@@ -111,6 +112,8 @@ class Verdict:
     """The manual rollback procedure (only on ROLLBACK)."""
     thresholds_recertify: tuple[bool, str | None] = (False, None)
     """(required, reason): a critical confidence drift asks for the thresholds' re-certification."""
+    calibration: Calibration | None = None
+    """The certified population's calibration evidence (ECE and its companions)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready ``verdict.json`` document (dates ISO, no NaN or infinity)."""
@@ -175,6 +178,7 @@ class Verdict:
                 "required": self.thresholds_recertify[0],
                 "reason": self.thresholds_recertify[1],
             },
+            "calibration": _calibration(self.calibration),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -205,6 +209,20 @@ def _criterion(c: CriterionResult) -> dict[str, Any]:
         "anytime_bound": _num(c.anytime_bound),
         "needed": c.needed,
         "detail": c.detail,
+    }
+
+
+def _calibration(c: Calibration | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "n": c.n,
+        "ece": _num(c.ece),
+        "noise_floor": _num(c.noise_floor),
+        "p_value": _num(c.p_value),
+        "ece_debiased_l2": _num(c.ece_debiased_l2),
+        "smece": _num(c.smece),
+        "smece_sigma": _num(c.smece_sigma),
     }
 
 
@@ -424,6 +442,7 @@ def decide(
         segments=plan,
         procedure=procedure,
         thresholds_recertify=recertify,
+        calibration=evidence.calibration,
     )
 
 
