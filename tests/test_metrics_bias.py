@@ -481,3 +481,58 @@ def test_fairness_rates_errors_and_undefined_rates() -> None:
     )
     r = fairness_rates(f, positive_label="y").by_group.set_index("segment")
     assert math.isnan(r.loc["b", "tpr"]) and r.loc["b", "fpr"] == 0.0
+
+
+def test_fairness_rows_in_the_metrics_table_match_fairlearn_on_raw_rows(demo_lake: dict) -> None:
+    """metrics.parquet's fairness rows (from stage 1's confusion counts) against fairlearn on the
+    raw rows of the certified population, one-vs-rest and with a configured positive label."""
+    from conftest import raw_joined
+    from fairlearn.metrics import equalized_odds_difference, selection_rate
+
+    from trustramp.evaluation import gate_metric_rows, gate_population, windows_for
+    from trustramp.store.aggregates import compute_aggregates
+    from trustramp.store.lake import Home, reader
+
+    cfg = demo_lake["config"]
+    win = windows_for(cfg, demo_lake["manifest"].end)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
+    finally:
+        con.close()
+    pop = gate_population(aggs, win, cfg)
+    raw = raw_joined(demo_lake["home"], cfg.feature)
+    day = pd.to_datetime(raw["date"]).dt.date
+    gate = raw[
+        (day >= win.gate_start)
+        & (day <= win.gate_end)
+        & (raw["model_version"] == pop.version)
+        & (raw["mode"] == "shadow")
+        & raw["predicted_label"].notna()
+        & raw["human_label"].notna()
+    ]
+    labels = sorted(set(gate["human_label"]) | set(gate["predicted_label"]))
+    label = labels[0]
+    y = (gate["human_label"] == label).astype(int).to_numpy()
+    p = (gate["predicted_label"] == label).astype(int).to_numpy()
+    seg = gate["segment"].to_numpy()
+    frame = MetricFrame(metrics=selection_rate, y_true=y, y_pred=p, sensitive_features=seg)
+    eod = equalized_odds_difference(y, p, sensitive_features=seg)
+    stats_ = cfg.statistics.model_copy(update={"positive_label": None})
+    for config, suffix in (
+        (cfg.model_copy(update={"statistics": stats_}), f"[{label}]"),
+        (
+            cfg.model_copy(
+                update={"statistics": cfg.statistics.model_copy(update={"positive_label": label})}
+            ),
+            "",
+        ),
+    ):
+        rows = gate_metric_rows(aggs, win, pop, config)
+        sel = rows[rows["metric"] == f"selection_rate{suffix}"].set_index("segment")["value"]
+        np.testing.assert_allclose(sel[frame.by_group.index], frame.by_group.to_numpy(), rtol=1e-12)
+        (got,) = rows.loc[rows["metric"] == f"equalized_odds_difference{suffix}", "value"]
+        assert got == pytest.approx(eod, rel=1e-12)
+    assert {f"selection_rate[{x}]" for x in labels} <= set(
+        gate_metric_rows(aggs, win, pop, cfg.model_copy(update={"statistics": stats_}))["metric"]
+    )

@@ -1132,6 +1132,7 @@ def gate_metric_rows(
                     "n": n_items,
                 }
             )
+    rows += _fairness_rows(aggs, win, pop, config, base)
     # Automation bias: agreement on shown vs unshown items (monitoring window, all versions).
     mon = _between(aggs.cells, win.monitor_start, win.as_of)
     shown, unshown = mon[mon["mode"] != UNSHOWN], mon[mon["mode"] == UNSHOWN]
@@ -1154,6 +1155,67 @@ def gate_metric_rows(
     frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     frame["n"] = frame["n"].astype("int64")
     return frame
+
+
+FAIRNESS_RATES = (
+    ("selection_rate", "selection_rate"),
+    ("tpr", "true_positive_rate"),
+    ("fpr", "false_positive_rate"),
+)
+FAIRNESS_GAPS = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+)
+
+
+def _fairness_rows(
+    aggs: Aggregates, win: Windows, pop: GatePopulation, config: RolloutConfig, base: dict
+) -> list[dict]:
+    """fairlearn's rates per segment and their gaps over segments, for the certified population
+    (unshown, one version, matured window), from its confusion counts. With
+    ``statistics.positive_label`` the metrics are named plainly; otherwise each label is the
+    positive class in turn and the names carry it: ``selection_rate[approve]``."""
+    conf = _between(aggs.confusion, win.gate_start, win.gate_end)
+    conf = conf[(conf["model_version"] == pop.version) & ~conf["shown"].astype(bool)]
+    if conf.empty:
+        return []
+    positive = config.statistics.positive_label
+    fair = m.fairness_rates(conf, positive_label=positive)
+
+    def name(metric: str, label: object) -> str:
+        return metric if positive is not None else f"{metric}[{label}]"
+
+    rows = []
+    for r in fair.by_group.itertuples():
+        for column, metric in FAIRNESS_RATES:
+            n = {"selection_rate": r.n, "tpr": r.positives, "fpr": r.n - r.positives}[column]
+            rows.append(
+                {
+                    **base,
+                    "segment": r.segment,
+                    "metric": name(metric, r.label),
+                    "value": getattr(r, column),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n": int(n),
+                }
+            )
+    total = int(conf["n"].sum())
+    for r in fair.summary.itertuples():
+        for metric in FAIRNESS_GAPS:
+            rows.append(
+                {
+                    **base,
+                    "metric": name(metric, r.label),
+                    "value": getattr(r, metric),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n": total,
+                }
+            )
+    return rows
 
 
 def slice_audits(slices: dict[str, pd.DataFrame], config: RolloutConfig) -> list[dict]:
