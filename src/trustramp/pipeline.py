@@ -953,7 +953,7 @@ def evaluate(
                     "config_hash": v["config_hash"],
                     "run_at": dt.datetime.now(dt.UTC),
                     "reasons": json.dumps(v["reasons"]),
-                    "report": str(out),
+                    "report": str(out.resolve()),  # absolute: found from any working directory
                 },
             )
             from trustramp.store.lake import rebuild_catalog
