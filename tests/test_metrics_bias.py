@@ -376,7 +376,7 @@ def test_min_effect_false_flag_rate_simulation() -> None:
     # often is the low segment flagged worse? Without the floor nearly always; with it, the
     # flag needs a sampled gap of 2 points (5 SE away): essentially never.
     rng = np.random.default_rng(7)
-    sims = 300
+    sims = 150
     n = np.array([50_000, 50_000, 50_000])
     flagged_floor = flagged_raw = 0
     for _ in range(sims):
