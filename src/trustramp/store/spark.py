@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ from trustramp.contract import DATE, FEATURE, SCHEMAS, Kind
 from trustramp.errors import StoreError
 from trustramp.store.lake import Home, Snapshot
 from trustramp.store.transpile import to_spark
+
+# pyspark 4.3 warns on every pandas 3 conversion; ours go through Arrow and DuckDB, not pyspark's
+# pandas code, and the parity tests compare the results.
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
 
 JAVA_MAJORS = (17, 21)
 """The Java versions Spark 4 runs on."""
