@@ -198,7 +198,12 @@ def on_demand(
     try:
         config = tmp / "rollout.yaml"
         data = yaml.safe_load(demo.config.read_text())
-        config.write_text(yaml.safe_dump({**data, "notifications": {"webhook_url": hook.url}}))
+        # Alerts are per model version now: at this size (~180 items a day per version) the
+        # bad day's alerts need a smaller minimum than the playbook's 100 observations.
+        alerts = {**data.get("alerts", {}), "min_n": 20}
+        config.write_text(
+            yaml.safe_dump({**data, "alerts": alerts, "notifications": {"webhook_url": hook.url}})
+        )
         params = dict(
             config=config,
             as_of=demo.bad_day,

@@ -222,6 +222,7 @@ def test_fired_rollback_trigger_is_a_critical_notice_naming_the_kill_switch() ->
 # -- once per new alert ----------------------------------------------------------------------------
 
 A, B = alert("accuracy", "smb"), alert("error_rate")
+A_V1, A_V2 = ({**A, "model_version": "v1"}, {**A, "model_version": "v2"})
 
 
 @pytest.mark.parametrize(
@@ -242,6 +243,9 @@ A, B = alert("accuracy", "smb"), alert("error_rate")
         ([[A], [alert("accuracy", "smb", None)], [A]], [1, 0, 0]),
         # another segment's alert is another alert
         ([[A], [A, alert("accuracy", "enterprise")]], [1, 1]),
+        # alerts are per model version: two versions failing one check are two alerts, and
+        # the one that clears fires anew later while the other stays open
+        ([[A_V2, A_V1], [A_V2], [A_V2, A_V1]], [2, 0, 1]),
     ],
 )
 def test_alert_is_sent_once_until_it_clears(

@@ -1,6 +1,7 @@
 """Alert notifications: each new alert is sent once, to a Slack-compatible webhook (or any channel).
 
-An alert is identified by its key (metric, segment, level). What was sent is remembered per feature
+An alert is identified by its key (metric, segment, level), the segment qualified by the alert's
+model version when it names one (alerts are per version). What was sent is remembered per feature
 and per channel in `HOME/state/notified/<feature>.json`; an alert that is still open is not sent
 again, an alert that cleared and fires again is new. A level change (warning to critical) is a new
 alert. A check that lacks data this run neither clears nor re-sends an open alert.
@@ -45,7 +46,13 @@ __all__ = [
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 Key = tuple[str, str, str]
-"""(metric, segment, level): what identifies an alert across runs."""
+"""(metric, segment, level): what identifies an alert across runs; the segment reads
+`smb @ v2` for an alert of model version v2 (see `_scope`)."""
+
+
+def _scope(segment: str, model_version: object) -> str:
+    """The segment part of a key: two versions' alerts on one segment are two alerts."""
+    return f"{segment} @ {model_version}" if model_version else segment
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,17 @@ class Notice:
     threshold: float | None = None
     escalation: tuple[Mapping[str, Any], ...] = ()
     report: str | None = None
+    model_version: str | None = None
 
     @property
     def key(self) -> Key:
-        return (self.metric, self.segment, self.level)
+        return (self.metric, _scope(self.segment, self.model_version), self.level)
 
     @property
     def title(self) -> str:
         where = "overall" if self.segment == "all" else self.segment
+        if self.model_version:
+            where += f", model {self.model_version}"
         return f"{self.level.capitalize()} alert: {self.feature} {self.metric} ({where})"
 
     @property
@@ -209,6 +219,7 @@ def pending_notices(
                 value=a.get("value"),
                 threshold=a.get("threshold"),
                 escalation=tuple(a.get("escalation") or escalation),
+                model_version=str(a["model_version"]) if a.get("model_version") else None,
                 **common,
             )
         )
@@ -234,7 +245,7 @@ def pending_notices(
 def _unknown(verdict: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(metric, segment) checks that lacked data this run: their open alerts stay open."""
     return {
-        (str(a["metric"]), str(a["segment"]))
+        (str(a["metric"]), _scope(str(a["segment"]), a.get("model_version")))
         for a in verdict.get("alerts", [])
         if not a.get("level") and a.get("status") == "insufficient data"
     }
@@ -359,7 +370,8 @@ def _write_state(path: Path, state: Mapping[str, Any]) -> None:
 
 
 def _entry_key(entry: Mapping[str, Any]) -> Key:
-    return (str(entry["metric"]), str(entry["segment"]), str(entry["level"]))
+    segment = _scope(str(entry["segment"]), entry.get("model_version"))
+    return (str(entry["metric"]), segment, str(entry["level"]))
 
 
 # -- the round -----------------------------------------------------------------------------------
@@ -466,6 +478,7 @@ def _round(
             still[notice.key] = {
                 "metric": notice.metric,
                 "segment": notice.segment,
+                "model_version": notice.model_version,
                 "level": notice.level,
                 "since": notice.as_of,
                 "sent_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
