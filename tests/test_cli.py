@@ -201,7 +201,7 @@ def test_an_as_of_whose_window_overflows_is_a_usage_error(cli_lake: dict, tmp_pa
 def test_without_feature_a_lake_without_the_default_feature_names_its_features(
     cli_lake: dict, tmp_path: Path
 ) -> None:
-    """The playbook default's feature is `demo-triage`; this lake holds another name."""
+    """A --feature the lake lacks: the line names the one it has (no --feature: test_pipeline)."""
     feature = cli_lake["config"].feature
     r = CliRunner().invoke(
         main,

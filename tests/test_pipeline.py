@@ -391,3 +391,22 @@ def test_the_ingest_report_shows_itself(tmp_path: Path) -> None:
     assert page.count("<tr>") == 3 and "p&lt;b&gt;.csv" in page and "<b>" not in page
     (failed,) = report.failed
     assert html.escape(failed.error or "") in page
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["thresholds", "recommend"]])
+def test_the_cli_without_feature_on_a_lake_without_the_default_one(
+    run: dict, tmp_path: Path, command: list[str]
+) -> None:
+    """No --feature, no --config: the playbook's feature (demo-triage) is not in this lake."""
+    from click.testing import CliRunner
+
+    from trustramp.cli import main
+
+    reports = ["--reports", str(tmp_path)] if command == ["evaluate"] else []
+    args = [*command, "--home", str(run["home"]), *reports, "--as-of", "2026-11-20"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 6
+    assert r.output.strip() == (
+        f"Error: no predictions for feature 'demo-triage' in {run['home'].resolve()}; the lake "
+        "has 'docs': pass --feature NAME (or a --config whose feature is one of them)"
+    )
