@@ -206,7 +206,7 @@ def _checks(
     if col.type is ColType.TIMESTAMP and text is None:  # text, not a typed Parquet timestamp
         out.append(
             (
-                f"{v} IS NOT NULL AND {_bad_offset(s)}",
+                f"{v} IS NOT NULL AND {_bad_offset(f'o_{n}')}",
                 f"unparseable:{n}",
                 f"'{n} ' || {_echo(e)} || ' has an impossible UTC offset (accepted: "
                 f"{OFFSET_RANGE}, minutes below 60)'",
@@ -258,19 +258,24 @@ _OFFSET_RE = (
 """A trailing offset after a time of day (`HH:MM[:SS[.f]]`), so that a date's `-01` is not one."""
 
 
-def _bad_offset(s: str) -> str:
-    """SQL: the text `s` ends in a UTC offset outside `OFFSET_RANGE`, or with minutes or seconds
-    of 60 or more."""
-    rx = quote_literal(_OFFSET_RE)
+def offset_parts(text: str) -> str:
+    """SQL: the trailing UTC offset of the text `text`, as a struct of its parts (sign, hours,
+    minutes, seconds; empty strings when there is none). One regular expression per value."""
+    return f"regexp_extract({text}, {quote_literal(_OFFSET_RE)}, ['sign', 'h', 'm', 'sec'])"
 
-    def part(i: int) -> str:
-        return f"coalesce(TRY_CAST(nullif(regexp_extract({s}, {rx}, {i}), '') AS INTEGER), 0)"
 
-    sign = f"CASE WHEN regexp_extract({s}, {rx}, 1) = '-' THEN -1 ELSE 1 END"
+def _bad_offset(o: str) -> str:
+    """SQL: the offset parts `o` (see `offset_parts`) are an offset outside `OFFSET_RANGE`, or
+    have minutes or seconds of 60 or more."""
+
+    def part(name: str) -> str:
+        return f"coalesce(CAST(nullif({o}.{name}, '') AS INTEGER), 0)"
+
     lo, hi = _OFFSET_MINUTES
+    sign = f"CASE WHEN {o}.sign = '-' THEN -1 ELSE 1 END"
     return (
-        f"(regexp_matches({s}, {rx}) AND NOT ({part(3)} < 60 AND {part(4)} < 60 AND "
-        f"{sign} * ({part(2)} * 60 + {part(3)}) BETWEEN {lo} AND {hi}))"
+        f"({o}.h <> '' AND NOT ({part('m')} < 60 AND {part('sec')} < 60 AND "
+        f"{sign} * ({part('h')} * 60 + {part('m')}) BETWEEN {lo} AND {hi}))"
     )
 
 
@@ -319,7 +324,11 @@ def validation_sql(
     keep = [FILE] if FILE in source_types else []
     inner = [*keep, f"{ROW}", f"{LINE}"]
     if fmt == "jsonl":
-        inner += [JSON_LINE, "_json_ok"]
+        inner += [
+            JSON_LINE,
+            "_json_ok",
+            f"CASE WHEN _json_ok THEN json_keys({JSON_LINE}) END AS _keys",
+        ]
     if MALFORMED in source_types:
         inner.append(MALFORMED)
     if fmt == "csv":
@@ -337,6 +346,8 @@ def validation_sql(
             whens.extend(_checks(c, schema, text=ref, echo=echo))
         else:
             inner.append(f"{texts[c.name]} AS s_{c.name}")
+            if c.type is ColType.TIMESTAMP:
+                inner.append(f"{offset_parts(f's_{c.name}')} AS o_{c.name}")
             whens.extend(_checks(c, schema))
     for c in schema.columns:
         inner.append(f"{_typed_expr(c, texts[c.name], source_types, fmt)} AS v_{c.name}")
@@ -403,7 +414,7 @@ def _pre_checks(
                 f"'the line is not a JSON object: ' || {_echo(JSON_LINE)}",
             ),
             (
-                f"CASE WHEN _json_ok THEN {_repeats_key(JSON_LINE)} END",
+                "len(_keys) <> len(list_distinct(_keys))",
                 "duplicate_key",
                 f"'the object repeats a key (parsers differ on which value counts): ' || "
                 f"{_echo(JSON_LINE)}",
