@@ -12,8 +12,10 @@ ephemeral context writes no files.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -29,6 +31,20 @@ def quiet_environment() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _no_spark_connect_without_grpc()
+
+
+def _no_spark_connect_without_grpc() -> None:
+    """Great Expectations imports pyspark's Spark Connect modules when pyspark is installed (the
+    optional Spark engine). Without grpc, pyspark takes a process whose `__main__` has no file
+    (`python -c`, a script on stdin) for its own doctest run and exits it, status 0, in the
+    middle of the import (`pyspark.sql.connect.utils.check_dependencies`). Without grpc Spark
+    Connect cannot work anyway: mark those modules missing, so GX gets the ImportError it
+    handles. (Classic pyspark imports them only for a Spark Connect session.)"""
+    if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("grpc") is not None:
+        return
+    for name in ("pyspark.sql.connect.dataframe", "pyspark.sql.connect.session"):
+        sys.modules.setdefault(name, None)  # type: ignore[assignment]
 
 
 _warm: list[threading.Thread] = []

@@ -1,0 +1,24 @@
+"""Installing the optional Spark engine (pyspark) leaves the rest of trustramp working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow  # a subprocess that imports Great Expectations (~5 s)
+def test_great_expectations_imports_in_a_python_c_process() -> None:
+    """pyspark without grpc used to end a `python -c` process (status 0, silently) in the middle
+    of Great Expectations' import: an ingest run that way did nothing and reported success."""
+    code = (
+        "from trustramp.ingest.expectations import _context\n"
+        "ctx = _context()\n"
+        "print('context', type(ctx).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert "context " in out.stdout, out.stderr[-2000:]
+    assert "Skipping doctests" not in out.stderr
