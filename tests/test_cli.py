@@ -253,6 +253,7 @@ def test_ingest_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
+@pytest.mark.slow  # the ingest imports and runs Great Expectations (~5 s in a fresh process)
 def test_verbose_shows_our_stages_not_great_expectations(cli_lake: dict, tmp_path: Path) -> None:
     """-v: trustramp's stage lines with rows and seconds; Great Expectations (which the ingest
     imports and runs) stays quiet."""
