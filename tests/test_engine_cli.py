@@ -67,3 +67,29 @@ def test_the_environment_chooses_engine_and_master(monkeypatch: pytest.MonkeyPat
 def test_duckdb_starts_no_engine() -> None:
     with EngineSpec.of("duckdb").started() as engine:
         assert engine is None
+
+
+def test_spark_without_pyspark_is_one_line_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where pyspark is not installed (marked missing here), `--engine spark` stops with one line
+    naming the extra to install (exit 5), after the data was found and before any work."""
+    import sys
+
+    from conftest import PRED_COLUMNS, pred_row, write_rows
+
+    from trustramp.errors import StoreError
+    from trustramp.ingest import ingest_paths
+
+    path = write_rows(tmp_path / "in" / "p.csv", [pred_row(i) for i in range(30)], PRED_COLUMNS)
+    assert not ingest_paths([path], tmp_path / "home", validate_with_gx=False).failed
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    folders = ["--home", str(tmp_path / "home"), "--reports", str(tmp_path / "r")]
+    r = CliRunner().invoke(
+        main,
+        ["evaluate", *folders, "--feature", "feat", "--as-of", "2026-11-03", "--engine", "spark"],
+    )
+    assert r.exit_code == StoreError.exit_code, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'trustramp[spark]'" in lines[0], r.output
+    assert not (tmp_path / "r").exists()
