@@ -23,11 +23,13 @@ import pytest
 from conftest import PRED_COLUMNS, pred_row, write_rows
 from test_reliability_inputs import (
     HEADER,
+    PLAIN_LOOKALIKES,
     corpus,
     csv_line,
     ingest_one,
     lake,
     parquet_internal_names,
+    parquet_plain_lookalikes,
     quarantined,
 )
 from test_reliability_support import check_accounting
@@ -61,6 +63,14 @@ def test_columns_named_like_ours_are_kept_whole_in_extra(tmp_path: Path) -> None
         assert extra == {
             n: f"{n}{i}" for n in ("_line", "_row", "_file", "_extra", "filename", "a", "A")
         }
+
+    home = tmp_path / "plain"
+    ingest_one(parquet_plain_lookalikes(tmp_path), home)
+    got = lake(home)
+    assert {json.loads(r["_extra"]) == PLAIN_LOOKALIKES for r in got.values()} == {True}
+    assert {(r["confidence"], r["date"]) for r in got.values()} == {(0.9, dt.date(2026, 11, 1))} | {
+        (0.9, dt.date(2026, 11, d)) for d in (2, 3)
+    }
 
     home = tmp_path / "jsonl"
     ingest_one(corpus("duplicate_keys.jsonl")(tmp_path), home)

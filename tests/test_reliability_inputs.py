@@ -160,6 +160,25 @@ def parquet_internal_names(d: Path) -> Path:
     return d / "internal_names.parquet"
 
 
+PLAIN_LOOKALIKES = {
+    "s_predicted_at": "2026-11-01T10:00:00+99",
+    "v_confidence": "7",
+    "o_predicted_at": "x",
+    "item_key": "k",
+    "date": "1999-01-01",
+}
+
+
+def parquet_plain_lookalikes(d: Path) -> Path:
+    """Plain Parquet (read by DuckDB directly) with extras named like the checking query's own
+    columns (`s_<col>`, `v_<col>`, `o_<col>`) and the lake's (`item_key`, `date`)."""
+    table = pa.Table.from_pylist([pred_row(i) for i in range(3)])
+    for name, value in PLAIN_LOOKALIKES.items():
+        table = table.append_column(name, pa.array([value] * 3))
+    pq.write_table(table, d / "lookalikes.parquet")
+    return d / "lookalikes.parquet"
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -381,6 +400,7 @@ CASES = [
         reasons={"out_of_range:confidence": 1},
     ),
     Case("Parquet columns named like ours, and a / A", parquet_internal_names, new=3),
+    Case("plain Parquet, columns named like the query's", parquet_plain_lookalikes, new=3),
     Case(
         "trailing commas (an unnamed empty last column)",
         corpus("trailing_commas.csv"),

@@ -279,7 +279,8 @@ _RESERVED = {"filename", "file_row_number"}
 
 def _plain_schema(path: Path) -> pa.Schema | None:
     """The file's Arrow schema when DuckDB's own Parquet reader gives the same values as
-    pyarrow's (text, numbers, timestamps; no names of ours); None otherwise."""
+    pyarrow's (text, numbers, timestamps; names that DuckDB tells apart, none of its virtual
+    columns); None otherwise."""
     try:
         s = pq.read_schema(path).remove_metadata()
     except (pa.ArrowException, OSError):
@@ -315,17 +316,21 @@ def _check_parquet(
             groups.setdefault(str(s), []).append((i, f, s))
     for group in groups.values():
         arrow_schema = group[0][2]
-        types = {f.name: f.type for f in arrow_schema}
+        # The file's columns by position, as the readers name them: no name of the file's can
+        # meet one of the checking query's own.
+        names = {f"_c{k}": f.name for k, f in enumerate(arrow_schema)}
+        types = {f"_c{k}": f.type for k, f in enumerate(arrow_schema)}
         types |= {ROW: pa.int64(), LINE: pa.int64(), FILE: pa.int32()}
         paths = "[" + ", ".join(quote_literal(str(f.path)) for _, f, _ in group) + "]"
         positions = "[" + ", ".join(str(i) for i, _, _ in group) + "]"
+        data = "".join(f"{quote_ident(n)} AS {c}, " for c, n in names.items())
         batch = (
-            f"(SELECT * EXCLUDE (file_row_number, filename), file_row_number + 1 AS {ROW}, "
+            f"(SELECT {data}file_row_number + 1 AS {ROW}, "
             f"file_row_number + 1 AS {LINE}, "
             f"CAST({positions}[list_position({paths}, filename)] AS INTEGER) AS {FILE} "
             f"FROM read_parquet({paths}, file_row_number = true, filename = true))"
         )
-        query = validation_sql(schema, types, "parquet", source=batch)
+        query = validation_sql(schema, types, "parquet", source=batch, names=names)
         try:
             checked.write(con, query)
         except duckdb.Error:
