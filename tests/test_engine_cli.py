@@ -73,7 +73,8 @@ def test_spark_without_pyspark_is_one_line_naming_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where pyspark is not installed (marked missing here), `--engine spark` stops with one line
-    naming the extra to install (exit 5), after the data was found and before any work."""
+    naming the extra to install (exit 5), after the data was found and before any work; where
+    no day needs computing it does not need Spark at all."""
     import sys
 
     from conftest import PRED_COLUMNS, pred_row, write_rows
@@ -93,3 +94,10 @@ def test_spark_without_pyspark_is_one_line_naming_the_extra(
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "pip install 'trustramp[spark]'" in lines[0], r.output
     assert not (tmp_path / "r").exists()
+
+    # Once DuckDB has computed every day, an evaluation with --engine spark has nothing for
+    # Spark to do and starts no session: it runs (and would without pyspark).
+    args = ["evaluate", *folders, "--feature", "feat", "--as-of", "2026-11-03"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, [*args, "--engine", "spark"])
+    assert again.exit_code == 0, again.output

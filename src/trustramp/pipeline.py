@@ -504,6 +504,11 @@ def _load_aggregates(
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
     spec = engine if engine is not None else EngineSpec.of()
+    stale = daycache.stale_days(
+        home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
+    )
+    if not stale:  # nothing to compute: no Spark session (days an ingest adds meanwhile: DuckDB)
+        spec = EngineSpec()
     # Spark starts (seconds) before the lock is taken, not while holding it.
     with stage("aggregates", days=(as_of - win.first).days + 1) as line, spec.started() as eng:
         with writer_lock(home.root, wait_seconds=wait_seconds):
@@ -546,6 +551,19 @@ def refresh_day_statistics(
     spec = engine if engine is not None else EngineSpec.of()
     h, con = _open_home(home)
     out: dict[str, Refresh] = {}
+    stale = any(
+        daycache.stale_days(
+            h,
+            cfg.feature,
+            _windows(cfg, day).first,
+            day,
+            bins=cfg.statistics.ece_bins,
+            grid_step=cfg.routing.grid_step,
+        )
+        for cfg in cfgs
+    )
+    if not stale:  # nothing to compute: no Spark session
+        spec = EngineSpec()
     try:
         with spec.started() as eng:
             for cfg in cfgs:

@@ -35,7 +35,7 @@ from trustramp.store.lake import (
     sweep_siblings,
 )
 
-__all__ = ["Refresh", "load", "mark_dirty", "refresh"]
+__all__ = ["Refresh", "load", "mark_dirty", "refresh", "stale_days"]
 
 FRAMES = ("cells", "customers", "confusion", "latency", "confidence")
 DONE = "_done"
@@ -85,13 +85,13 @@ def refresh(
     # the days recomputed include every file whose marks are cleared below, and the caller's
     # later reads on `con` see the same state as these aggregates.
     attach_views(con, home)
-    if engine is not None:  # under the same lock: it sees the same commits as `con`
-        engine.attach(home)
     base = cache_dir(home, feature, bins, grid_step)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
-    todo = [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
+    todo = stale_days(home, feature, start, end, bins=bins, grid_step=grid_step, full=full)
     if todo:
+        if engine is not None:  # under the same lock: it sees the same commits as `con`
+            engine.attach(home)
         aggs = compute_aggregates(
             engine or con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
         )
@@ -101,6 +101,24 @@ def refresh(
             for mark in marks.get(day, []):
                 mark.unlink(missing_ok=True)
     return Refresh(tuple(todo), tuple(d for d in days if d not in todo))
+
+
+def stale_days(
+    home: Home,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    bins: int,
+    grid_step: float,
+    full: bool = False,
+) -> list[dt.date]:
+    """The days of [start, end] a refresh would recompute now: dirty or never computed (all of
+    them with `full`). Without the writer lock, a hint: an ingest may add some before the refresh."""
+    base = cache_dir(home, feature, bins, grid_step)
+    marks = _dirty_marks(home, feature)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
 
 
 def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
