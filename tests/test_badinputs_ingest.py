@@ -240,21 +240,24 @@ def test_a_home_that_is_not_writable_is_one_clear_error(tmp_path: Path) -> None:
         base.rmdir()
 
 
-@pytest.mark.slow
 def test_a_150_mb_field_fails_its_file_alone(tmp_path: Path) -> None:
     huge = tmp_path / "huge.csv"
     with huge.open("w") as f:
         f.write(HEADER + "\n" + csv_line(0) + "\n")
         f.write(csv_line(1, predicted_label="x" * (150 * MB)) + "\n")
     good = write_rows(tmp_path / "good.csv", [pred_row(i) for i in range(5, 8)], PRED_COLUMNS)
+    rows = [pred_row(10), pred_row(11, predicted_label="y" * (40 * MB)), pred_row(12)]
+    long_line = write_rows(tmp_path / "long_line.jsonl", rows)
     home = tmp_path / "home"
-    report = ingest_paths([huge, good], home, validate_with_gx=False)
+    report = ingest_paths([huge, good, long_line], home, validate_with_gx=False)
     check_accounting(home, report)
     by_name = {f.path.name: f for f in report.files}
     error = by_name["huge.csv"].error
     assert by_name["huge.csv"].status == "failed" and "\n" not in error
     assert "line 3" in error and f"{CSV_FIELD_LIMIT >> 20} MiB" in error
     assert by_name["good.csv"].rows_new == 3
+    error = by_name["long_line.jsonl"].error
+    assert by_name["long_line.jsonl"].status == "failed" and "line 2: longer than" in error
 
 
 def _bomb(d: Path, rows: int = 20_000, width: int = 10_000) -> Path:

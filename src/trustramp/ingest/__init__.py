@@ -21,7 +21,14 @@ from trustramp.contract import DEFAULT_SEGMENTS, Kind, infer_kind, schema_for
 from trustramp.errors import InputFileError, NotWritableError, TrustrampError
 from trustramp.ingest.checks import case_mismatches, missing_columns
 from trustramp.ingest.expectations import warm_up
-from trustramp.ingest.readers import FORMATS, Source, content_hash, file_format, open_source
+from trustramp.ingest.readers import (
+    FORMATS,
+    Source,
+    content_hash,
+    file_format,
+    jsonl_lines,
+    open_source,
+)
 from trustramp.store.duck import connect
 from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
 from trustramp.store.lock import writer_lock
@@ -199,7 +206,7 @@ def peek_columns(path: Path) -> list[str]:
         return source.columns
     keys: dict[str, None] = {}
     with path.open("rb") as f:
-        for i, line in enumerate(f):
+        for i, line in enumerate(jsonl_lines(path, f)):
             if i >= 1000:
                 break
             try:

@@ -353,12 +353,32 @@ def _check_jsonl_encoding(path: Path) -> None:
         )
 
 
+JSONL_LINE_LIMIT = 2 * CSV_FIELD_LIMIT
+"""Longest JSON Lines line (bytes): a longer one fails the file, naming its line, in bounded memory."""
+JSONL_BATCH_BYTES = 64 << 20
+"""Bytes of text per JSON Lines batch (lines can be long: rows alone do not bound a batch)."""
+
+
+def jsonl_lines(path: Path, f: io.BufferedIOBase) -> Iterator[bytes]:
+    """The lines of an open JSON Lines file, each at most JSONL_LINE_LIMIT bytes."""
+    n = 0
+    while raw := f.readline(JSONL_LINE_LIMIT + 1):
+        n += 1
+        if len(raw) > JSONL_LINE_LIMIT:
+            raise InputFileError(
+                f"{path}: line {n}: longer than {JSONL_LINE_LIMIT >> 20} MiB, the limit; "
+                f"nothing of the file was ingested"
+            )
+        yield raw
+
+
 def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """One row per non-blank line; JSON parsing happens in SQL, so a bad line is one bad row."""
     texts: list[str | None] = []
     rows: list[int] = []
     lines: list[int] = []
     row = 0
+    size = 0
 
     def flush() -> pa.RecordBatch:
         batch = pa.RecordBatch.from_arrays(
@@ -370,8 +390,8 @@ def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
         lines.clear()
         return batch
 
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(io.BufferedReader(f, 1 << 20), start=1):
+    with path.open("rb", buffering=1 << 20) as f:
+        for lineno, raw in enumerate(jsonl_lines(path, f), start=1):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             stripped = raw.strip()
@@ -384,7 +404,9 @@ def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
                 texts.append(None)
             rows.append(row)
             lines.append(lineno)
-            if len(rows) >= batch_rows:
+            size += len(stripped)
+            if len(rows) >= batch_rows or size >= JSONL_BATCH_BYTES:
+                size = 0
                 yield flush()
     if rows:
         yield flush()
