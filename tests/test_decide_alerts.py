@@ -390,6 +390,47 @@ def test_alerts_are_per_model_version_not_pooled() -> None:
     assert alerts[0].model_version == "v2"
 
 
+def test_rollback_triggers_judge_the_version_being_rolled_out() -> None:
+    # The demo's night: pooled over v1 and v2 the accuracy is 84.9% on 2,777, while the version
+    # being rolled out (v2) is 85.0% on 2,638; v1's 139 shown-and-labeled items say nothing about
+    # v2. With rollback.accuracy_min 0.87 the trigger judges v2 alone and names it with its n.
+    v2 = {("accuracy", "all"): Count(2_242, 2_638), ("error_rate", "all"): Count(30, 3_000)}
+    v1 = {("accuracy", "all"): Count(116, 139), ("error_rate", "all"): Count(400, 3_000)}
+    pooled = {
+        ("accuracy", "all"): Count(2_358, 2_777),
+        ("error_rate", "all"): Count(430, 6_000),
+        ("availability", "all"): Count(5_570, 6_000),
+    }
+    cfg = config(rollback={"accuracy_min": 0.87})
+    ev = Evidence(
+        feature="f",
+        as_of=AS_OF,
+        window_start=dt.date(2026, 11, 1),
+        window_end=dt.date(2026, 11, 13),
+        model_version="v2",
+        rolling_24h=pooled,
+        rolling_24h_by_version={"v1": v1, "v2": v2},  # the certified version need not be first
+    )
+    triggers = {t.trigger: t for t in evaluate_rollback(ev, cfg)}
+    acc = triggers["accuracy below minimum"]
+    _, upper = proportion_confint(2_242, 2_638, alpha=0.10, method="beta")
+    assert acc.fired == (upper < 0.87) and acc.model_version == "v2"
+    assert "Accuracy of model v2 overall is 85.0% on 2,638" in acc.evidence
+    assert "2,777" not in acc.evidence
+    # v1's error rate (13.3%) is past the 5% limit, v2's (1.0%) is not: v2 is judged.
+    err = triggers["error rate above critical"]
+    assert not err.fired and err.model_version == "v2"
+    assert "error rate of model v2 overall 1.0% on 3,000" in err.evidence
+    # Availability is the service's: no per-version figures, the pooled count is judged.
+    avail = triggers["availability below SLA"]
+    assert avail.fired and avail.model_version is None and "on 6,000" in avail.evidence
+    # Without per-version figures the pooled counts are judged, as before.
+    pooled_only = {t.trigger: t for t in evaluate_rollback(evidence(pooled), cfg)}
+    assert pooled_only["error rate above critical"].fired
+    assert pooled_only["accuracy below minimum"].model_version is None
+    assert "Accuracy overall is 84.9% on 2,777" in pooled_only["accuracy below minimum"].evidence
+
+
 def test_verdict_alerts_carry_the_model_version() -> None:
     from trustramp.decide.verdict import decide, verdict_schema
 

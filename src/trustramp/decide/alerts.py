@@ -30,13 +30,18 @@ re-certify the routing thresholds; the verdict marks the thresholds for re-certi
 Rollback triggers are stricter, because they recommend the kill switch: a proportion fires when its
 exact one-sided bound at the confidence level is past the limit (accuracy's upper bound below
 ``rollback.accuracy_min``, the error rate's lower bound above ``rollback.error_rate_max``,
-availability's upper bound below the SLA). When only a point estimate is available (an `Observed`
+availability's upper bound below the SLA). Accuracy and error rate judge the version being rolled
+out (`Evidence.model_version` when it has per-version figures, else the first version of
+``rolling_24h_by_version``), named with its n in the evidence; the pooled ``rolling_24h`` serves
+only a metric without per-version figures (availability, the service's) or evidence without a
+per-version breakdown. When only a point estimate is available (an `Observed`
 without interval) it fires on the point estimate, and only with ``alerts.min_n`` observations.
 Any security incident active on the as-of day fires the security trigger.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -305,6 +310,8 @@ class RollbackTrigger:
     evidence: str
     segments: tuple[str, ...] = ()
     """The segments (or ``"all"``) where it fired."""
+    model_version: str | None = None
+    """The model version judged; None when versions were pooled (or no data)."""
 
 
 @dataclass(frozen=True)
@@ -316,8 +323,28 @@ class _Bounded:
     n: int
 
 
-def _bounded(evidence: Evidence, metric: str, segment: str, alpha: float) -> _Bounded | None:
-    obs = evidence.rolling_24h.get((metric, segment))
+def _rollout_figures(
+    evidence: Evidence, metric: str
+) -> tuple[str | None, Mapping[tuple[str, str], Count | Observed]]:
+    """(version, its last 24 h) for ``metric``: the version being rolled out when the evidence
+    has per-version figures for the metric, else (None, the pooled ``rolling_24h``)."""
+    by_version = evidence.rolling_24h_by_version
+    if by_version:
+        version = (
+            evidence.model_version
+            if evidence.model_version in by_version
+            else next(iter(by_version))
+        )
+        figures = by_version[version]
+        if any(m == metric for m, _ in figures):
+            return version, figures
+    return None, evidence.rolling_24h
+
+
+def _bounded(
+    figures: Mapping[tuple[str, str], Count | Observed], metric: str, segment: str, alpha: float
+) -> _Bounded | None:
+    obs = figures.get((metric, segment))
     if obs is None:
         return None
     if isinstance(obs, Count):
@@ -345,12 +372,14 @@ def _proportion_trigger(
 ) -> RollbackTrigger:
     alpha = 1.0 - config.statistics.confidence_level
     conf = f"{round(100 * config.statistics.confidence_level)}%"
-    name, side = _NAMES[metric], ("below" if below else "above")
+    side = "below" if below else "above"
+    version, figures = _rollout_figures(evidence, metric)
+    name = _NAMES[metric] + (f" of model {version}" if version is not None else "")
     fired: list[str] = []
     sentences: list[str] = []
     seen: list[_Bounded] = []
     for segment in groups:
-        b = _bounded(evidence, metric, segment, alpha)
+        b = _bounded(figures, metric, segment, alpha)
         if b is None or b.value is None:
             continue
         seen.append(b)
@@ -373,15 +402,20 @@ def _proportion_trigger(
             )
     if fired:
         text = "; ".join(sentences)
-        return RollbackTrigger(trigger, True, text[0].upper() + text[1:] + ".", tuple(fired))
+        return RollbackTrigger(
+            trigger, True, text[0].upper() + text[1:] + ".", tuple(fired), version
+        )
     if not seen:
-        return RollbackTrigger(trigger, False, f"No {name} data in the last 24 h.")
+        data = f"{_NAMES[metric]} data" + (f" of model {version}" if version is not None else "")
+        return RollbackTrigger(trigger, False, f"No {data} in the last 24 h.", (), version)
     overall = next((b for b in seen if b.segment == ALL), seen[0])
     return RollbackTrigger(
         trigger,
         False,
         f"Not {side} the {_fmt(metric, limit)} limit with confidence anywhere ({name} "
         f"{_where(overall.segment)} {_fmt(metric, overall.value)} on {overall.n:,}).",
+        (),
+        version,
     )
 
 

@@ -18,8 +18,8 @@ re-certification (``thresholds_recertify``).
 `Verdict.to_dict` gives exactly the SPEC keys plus extras under new keys (``model_version``,
 ``kill_switch``, ``confidence_level``, ``mode``, ``audience``, ``min_days``, ``days_in_phase``,
 ``segments``, ``procedure``, ``thresholds_recertify``, ``calibration``; each alert's
-``model_version``, ``bound``, ``status``, ``n`` and ``message``); the JSON Schema is package
-data ``verdict.schema.json`` (`verdict_schema`).
+``model_version``, ``bound``, ``status``, ``n`` and ``message``; each rollback trigger's
+``model_version``); the JSON Schema is package data ``verdict.schema.json`` (`verdict_schema`).
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ class Verdict:
                     "fired": t.fired,
                     "evidence": t.evidence,
                     "segments": list(t.segments),
+                    "model_version": t.model_version,
                 }
                 for t in self.rollback_triggers
             ],
