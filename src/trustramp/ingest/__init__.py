@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,7 +259,9 @@ def ingest_paths(
     """
     h = open_home(home)
     fixed_kind = Kind(kind) if kind is not None else None
+    paths = list(paths)
     files = expand_paths(paths)
+    named = {Path(p) for p in paths if not _is_dir(Path(p))}
     results: list[FileResult] = []
     if validate_with_gx:
         warm_up()  # Great Expectations imports (seconds) in the background meanwhile
@@ -268,7 +270,7 @@ def ingest_paths(
         run_dir = new_run_dir(h)
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
         try:
-            planned = _plan(files, fixed_kind, results)
+            planned = _plan(files, fixed_kind, results, named)
             staged: list[StagedFile] = []
             done = 0
             for k in KIND_ORDER:
@@ -326,11 +328,16 @@ def open_home(home: str | Path) -> Home:
 
 
 def _plan(
-    files: list[Path], kind: Kind | None, results: list[FileResult]
+    files: list[Path], kind: Kind | None, results: list[FileResult], named: Collection[Path] = ()
 ) -> list[tuple[Path, Kind]]:
+    """The files to read, with their kinds. An entry of a folder that is not a regular file is
+    skipped (named in the report, with the reason); a path named directly fails instead."""
     planned: list[tuple[Path, Kind]] = []
     for path in files:
         why = not_a_file(path)
+        if why is not None and path in named:
+            results.append(FileResult(path=path, status="failed", error=f"{path}: {why}"))
+            continue
         if why is not None:  # a run does not fail for it: the entry is named in the report
             log.warning("skipped %s: %s", path, why)
             results.append(FileResult(path=path, status="skipped", skip_reason=why))
