@@ -103,6 +103,11 @@ def test_case_only_differences(tmp_path: Path) -> None:
     assert json.loads(got["k1"]["_extra"]) == {"a": "low", "A": "UP", "note": "x", "NOTE": "X"}
     assert json.loads(got["k2"]["_extra"]) == {"a": "", "A": "UP", "note": "", "NOTE": ""}
 
+    both = tmp_path / "both.csv"  # the contract's name and a case variant of it, side by side
+    both.write_text(HEADER + ",CONFIDENCE\n" + csv_line(0) + ",0.1\n")
+    [f] = ingest_paths([both], tmp_path / "home", validate_with_gx=False).files
+    assert f.status == "failed" and "'CONFIDENCE' is not 'confidence'" in f.error
+
     # An id column that differs by case: the kind cannot be told, and the message says why.
     mixed = tmp_path / "mixed.csv"
     mixed.write_text(HEADER.replace("prediction_id", "Prediction_ID") + "\n" + csv_line(0) + "\n")
