@@ -193,3 +193,84 @@ def test_nightly_spark_refresh_leaves_the_evaluation_nothing_to_recompute(
     assert _rounded(results["spark"].verdict.to_dict()) == _rounded(
         results["duckdb"].verdict.to_dict()
     )
+
+
+GATE_QUERIES = ("paired", "customer_grid", "classwise", "equal_mass")
+"""The gate window's queries (they run on DuckDB) whose rows Spark reproduces too; not
+labeled_sample.sql (ordered by an engine-specific hash) nor slice_counts.sql (DuckDB's JSON
+path syntax, `$."column"`, is not Spark's)."""
+
+
+def test_every_query_file_runs_on_spark_with_duckdbs_columns(
+    lake: dict, spark: SparkEngine
+) -> None:
+    """Beyond parsing: every store/sql/*.sql file, translated, passes Spark's analyzer with the
+    column names DuckDB gives it, and the gate window's queries also give DuckDB's rows (over a
+    `gate_rows` view that Spark builds from the translated gate_rows.sql)."""
+    from test_engine_transpile import SQL_NAMES
+
+    from trustramp.store import aggregates as agg
+    from trustramp.store.duck import sql
+    from trustramp.store.spark import _args
+    from trustramp.store.transpile import to_spark
+
+    home = Home.at(lake["home"])
+    spark.attach(home)
+    con = reader(home)
+    try:
+        start, end = data_window(con, lake["feature"])
+        versions = [
+            v for (v,) in con.execute("SELECT DISTINCT model_version FROM predictions").fetchall()
+        ]
+        params = {
+            "feature": lake["feature"],
+            "start": start,
+            "end": end,
+            "days": [start + dt.timedelta(days=i) for i in (0, 3, 9)],
+            "versions": sorted(versions),
+            "version": versions[0],
+            "candidate": versions[0],
+            "previous": versions[-1],
+            "bins": 15,
+            "grid_scale": 10_000,
+            "n_grid": 100,
+            "eps": 1e-15,
+            "n_log": 672,
+            "max_ms": 600_000.0,
+            "limit": 50,
+            "seed": 0,
+            "path": '$."x"',
+        }
+        agg.prepare_gate_rows(con, lake["feature"], start, end, sorted(versions))
+        gate = agg._with_latest(sql("gate_rows"), items=agg.GATE_ITEMS)
+        spark.spark.sql(to_spark(gate), args=_args(_used(gate, params))).createOrReplaceTempView(
+            "gate_rows"
+        )
+        for name in SQL_NAMES:
+            query = agg._with_latest(
+                sql(name),
+                items=agg._items_predicted("__DAYS__"),
+                days="list_contains($days, date)",
+                few=True,
+            )
+            bound = _used(query, params)
+            duck = con.execute(query, bound).df()
+            got = spark.spark.sql(to_spark(query), args=_args(bound))
+            assert got.columns == list(duck.columns), name
+            if name in GATE_QUERIES:
+                assert len(duck) > 0, name
+                rows = spark.query(query, bound)
+                keys = list(duck.columns)
+                a = duck.sort_values(keys).reset_index(drop=True)
+                b = rows.sort_values(keys).reset_index(drop=True)
+                pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9, obj=name)
+    finally:
+        con.close()
+
+
+def _used(query: str, params: dict[str, object]) -> dict[str, object]:
+    """The parameters a query names (`$versions` is not `$version`)."""
+    import re
+
+    names = set(re.findall(r"\$([A-Za-z_]\w*)", query))
+    return {k: v for k, v in params.items() if k in names}
