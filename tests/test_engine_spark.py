@@ -243,9 +243,9 @@ def test_every_query_file_runs_on_spark_with_duckdbs_columns(
         }
         agg.prepare_gate_rows(con, lake["feature"], start, end, sorted(versions))
         gate = agg._with_latest(sql("gate_rows"), items=agg.GATE_ITEMS)
-        spark.spark.sql(to_spark(gate), args=_args(_used(gate, params))).createOrReplaceTempView(
-            "gate_rows"
-        )
+        spark.spark.sql(
+            to_spark(gate), args=_args(agg._bound(gate, params))
+        ).createOrReplaceTempView("gate_rows")
         for name in SQL_NAMES:
             query = agg._with_latest(
                 sql(name),
@@ -253,7 +253,7 @@ def test_every_query_file_runs_on_spark_with_duckdbs_columns(
                 days="list_contains($days, date)",
                 few=True,
             )
-            bound = _used(query, params)
+            bound = agg._bound(query, params)
             duck = con.execute(query, bound).df()
             got = spark.spark.sql(to_spark(query), args=_args(bound))
             assert got.columns == list(duck.columns), name
@@ -266,11 +266,3 @@ def test_every_query_file_runs_on_spark_with_duckdbs_columns(
                 pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9, obj=name)
     finally:
         con.close()
-
-
-def _used(query: str, params: dict[str, object]) -> dict[str, object]:
-    """The parameters a query names (`$versions` is not `$version`)."""
-    import re
-
-    names = set(re.findall(r"\$([A-Za-z_]\w*)", query))
-    return {k: v for k, v in params.items() if k in names}

@@ -92,3 +92,11 @@ def test_json_transform_of_an_unknown_shape_is_refused() -> None:
 
     with pytest.raises(StoreError, match="json_transform"):
         to_spark("SELECT json_transform(x, '\"STRUCT(a INTEGER)\"') FROM t")
+
+
+def test_a_parameter_is_bound_only_where_its_whole_name_is_used() -> None:
+    params = {"version": "v1", "versions": ["v1"], "days": [], "day": None}
+    assert agg._bound("SELECT list_contains($versions, x), $day", params) == {
+        "versions": ["v1"],
+        "day": None,
+    }

@@ -8,6 +8,7 @@ never on the number of predictions.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 from dataclasses import dataclass
 
@@ -100,8 +101,10 @@ def _with_latest(query: str, *, items: str = "TRUE", days: str = "TRUE", few: bo
 
 
 def _bound(query: str, params: dict[str, object]) -> dict[str, object]:
-    """The parameters `query` uses (DuckDB refuses named parameters a statement does not use)."""
-    return {k: v for k, v in params.items() if f"${k}" in query}
+    """The parameters `query` uses (DuckDB refuses named parameters a statement does not use;
+    a whole name: `$versions` does not use `version`)."""
+    used = set(re.findall(r"\$([A-Za-z_]\w*)", query))
+    return {k: v for k, v in params.items() if k in used}
 
 
 CHUNK_ROWS = 2_000_000
