@@ -136,3 +136,64 @@ def test_equal_values_under_different_keys_are_fine(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text("feature: a\nrouting:\n  confirm: 0.8\n  targets: {confirm: 0.8}\n")
     assert load_config(path).routing.targets["confirm"] == 0.8
+
+
+@pytest.mark.parametrize(
+    ("routing", "thresholds"),
+    [
+        ({"auto": False}, {"auto": None, "confirm": 0.8, "review": 0.6}),
+        ({"auto": False, "confirm": 0.97}, {"auto": None, "confirm": 0.97, "review": 0.6}),
+        ({"confirm": False, "review": 0.9}, {"auto": 0.95, "confirm": None, "review": 0.9}),
+        (
+            {"auto": False, "confirm": False, "review": False},
+            dict.fromkeys(("auto", "confirm", "review")),
+        ),
+        ({"review": 0}, {"auto": 0.95, "confirm": 0.8, "review": 0.0}),  # 0 is a threshold
+    ],
+)
+def test_a_band_can_be_closed_with_false(routing: dict, thresholds: dict) -> None:
+    cfg = parse_config({"feature": "x", "routing": routing})
+    assert cfg.routing.thresholds() == thresholds
+    for band, t in thresholds.items():
+        assert (getattr(cfg.routing, band) is False) == (t is None)
+    # config show writes false, and reads back the same
+    shown = yaml.safe_dump(cfg.model_dump(mode="json"))
+    assert parse_config(yaml.safe_load(shown)).routing == cfg.routing
+
+
+@pytest.mark.parametrize(
+    ("routing", "message"),
+    [
+        ({"auto": True}, "routing.auto: Input should be a threshold in [0, 1], or false"),
+        ({"confirm": 1.5}, "routing.confirm: Input should be less than or equal to 1"),
+        # ordered among the offered bands: review 0.97 above auto 0.95, confirm closed between
+        ({"confirm": False, "review": 0.97}, "bands must be ordered review <= confirm <= auto"),
+        ({"auto": False, "review": 0.9}, "bands must be ordered review <= confirm <= auto"),
+        ({"segment_overrides": {"smb": {"review": True}}}, "segment_overrides.smb.review"),
+    ],
+)
+def test_closed_bands_keep_the_checks(routing: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"feature": "x", "routing": routing})
+
+
+def test_an_override_inherits_with_null_and_closes_with_false() -> None:
+    cfg = parse_config(
+        {
+            "feature": "x",
+            "routing": {
+                "confirm": 0.85,
+                "segment_overrides": {"smb": {"auto": False}, "enterprise": {"auto": 0.99}},
+                "customer_overrides": {"c1": {"auto": False, "confirm": False, "review": None}},
+            },
+        }
+    )
+    r = cfg.routing
+    assert r.thresholds(r.segment_overrides["smb"]) == {
+        "auto": None,
+        "confirm": 0.85,
+        "review": 0.6,
+    }
+    assert r.thresholds(r.segment_overrides["enterprise"])["auto"] == 0.99
+    c1 = r.customer_overrides["c1"]
+    assert c1.review is None and r.thresholds(c1) == {"auto": None, "confirm": None, "review": 0.6}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import write_rows
 
-from trustramp.config import parse_config
+from trustramp.config import Routing, parse_config
 from trustramp.errors import NoDataError, NotWritableError, UsageError
 from trustramp.pipeline import (
     ThresholdsResult,
@@ -192,6 +192,18 @@ def test_threshold_and_whatif_results_show_themselves(run: dict) -> None:
     assert "\n" not in line and "auto=0.9 confirm=0.7 review=0.6" in line
     assert f"proposed {per_day['proposed']:,.0f}" in line
     assert w._repr_html_().count("<table") == 2
+
+
+def test_whatif_takes_a_closed_band_in_the_config_as_not_offered(run: dict) -> None:
+    cfg = run["cfg"].model_copy(update={"routing": Routing(auto=False)})
+    w = whatif({"confirm": 0.7}, home=run["home"], as_of=AS_OF, config=cfg)
+    assert w.current["auto"] is None and w.policy["auto"] is None
+    auto = w.summary[w.summary["band"] == "auto"]
+    assert set(auto["policy"]) == {"proposed", "current"} and (auto["items"] == 0).all()
+    # everything reaches people; the confirm band takes what auto would have
+    total = w.summary[w.summary["policy"] == "current"]["items"].sum()
+    assert w.workload_per_day()["current"] * w.workload["day"].nunique() == pytest.approx(total)
+    assert "auto=closed confirm=0.7 review=0.6" in repr(w)
 
 
 @pytest.mark.parametrize(

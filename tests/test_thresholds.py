@@ -652,7 +652,7 @@ def test_moderate_floor_above_the_band_above_empties_the_band(data) -> None:
     assert "is above the band above: the band is empty" in confirm.reason
     assert "[0.95, 0.95) is empty, narrower than 0.05: not offered" in confirm.reason
     assert staged.band("review").upper == 0.95
-    assert to_config_patch(staged)["routing"]["confirm"] == 0.95  # written empty
+    assert to_config_patch(staged)["routing"]["confirm"] is False  # not offered
 
 
 def narrow_review_population(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -684,16 +684,13 @@ def test_a_band_one_grid_step_wide_is_not_offered() -> None:
     assert review.reason in rec.notes
     human = rec.band("human")  # the cell's items went to the band below
     assert human.upper == 0.84 and human.items == int((c < 0.84).sum())
-    assert to_config_patch(rec)["routing"]["review"] == 0.84
+    assert to_config_patch(rec)["routing"]["review"] is False
 
 
 def test_shares_are_what_the_patch_routes(data) -> None:
     """Every band's items and share, globally and per segment, are what the written config
-    patch routes (``c >= auto`` to auto, and so on down), counted on the raw items.
-
-    (A closed auto band is written as 1.0; items at exactly 1.0 would still reach it, and the
-    grid's last cell cannot tell them apart; these populations have none.)
-    """
+    patch routes (``c >= auto`` to auto, and so on down, a ``false`` band skipped), counted on
+    the raw items."""
     grid, a = data
     c, seg = a["c"], a["segment"]
     narrow_c, narrow_y = narrow_review_population()
@@ -705,11 +702,15 @@ def test_shares_are_what_the_patch_routes(data) -> None:
         cases.append((rec, c))
         cases += [(r, c[seg == g]) for g, r in groups.items()]
     for rec, conf in cases:
-        assert conf.max() < 1.0
         written = to_config_patch(rec)["routing"]
-        auto = conf >= written["auto"]
-        confirm = ~auto & (conf >= written["confirm"])
-        review = ~auto & ~confirm & (conf >= written["review"])
+
+        def at_or_above(band: str, conf: np.ndarray = conf, written: dict = written) -> np.ndarray:
+            t = written[band]
+            return np.zeros(conf.size, bool) if t is False else conf >= t
+
+        auto = at_or_above("auto")
+        confirm = ~auto & at_or_above("confirm")
+        review = ~auto & ~confirm & at_or_above("review")
         routed = {"auto": auto, "confirm": confirm, "review": review}
         routed["human"] = ~(auto | confirm | review)
         for band, mask in routed.items():
@@ -721,7 +722,7 @@ def test_shares_are_what_the_patch_routes(data) -> None:
                 assert b.items == ((conf >= b.threshold) & (conf < upper)).sum() or upper == 1.0
 
 
-def test_patch_header_warns_that_a_closed_auto_band_still_takes_confidence_one(data) -> None:
+def test_patch_writes_a_closed_auto_band_as_false(data) -> None:
     from trustramp.evaluation import Thresholds
 
     grid, _ = data
@@ -730,12 +731,13 @@ def test_patch_header_warns_that_a_closed_auto_band_still_takes_confidence_one(d
     assert groups.by_group["enterprise"].thresholds["auto"] is None  # too few labels
     whatif = replay_policy(grid, rec.thresholds)
     text = Thresholds(rec, rec, groups, "optimized", whatif).to_yaml()
-    assert "# auto is closed for enterprise, internal: written as 1.0" in text
-    assert yaml.safe_load(text)["routing"]["segment_overrides"]["enterprise"]["auto"] == 1.0
-    open_everywhere = dataclasses.replace(
-        groups, by_group={g: r for g, r in groups.by_group.items() if g in ("smb", "mid_market")}
-    )
-    assert "auto is closed" not in Thresholds(rec, rec, open_everywhere, "", whatif).to_yaml()
+    assert "written as 1.0" not in text and "exactly 1.0" not in text
+    patch = yaml.safe_load(text)
+    assert patch["routing"]["segment_overrides"]["enterprise"]["auto"] is False
+    assert "auto: false" in text
+    merged = parse_config({"feature": "f", **patch})
+    assert merged.routing.segment_overrides["enterprise"].auto is False
+    assert merged.routing.thresholds(merged.routing.segment_overrides["enterprise"])["auto"] is None
 
 
 def test_optimized_stage_keeps_the_certified_thresholds(data) -> None:
@@ -840,7 +842,7 @@ def test_recommendations_on_no_items_are_empty_not_an_error(min_labels: int) -> 
     th = Thresholds(staged, rec, groups, "moderate", whatif)
     text = th.to_yaml()
     assert "share    n/a" in text
-    assert parse_config(to_config_patch(staged)).routing.auto == 1.0
+    assert parse_config(to_config_patch(staged)).routing.auto is False
 
 
 # ------------------------------------------------------------------------------------------
@@ -857,18 +859,85 @@ def test_config_patch_merges_into_a_valid_config(data) -> None:
     assert config.routing.auto == rec.thresholds["auto"]
     assert config.routing.confirm == rec.thresholds["confirm"]
     ent = config.routing.segment_overrides["enterprise"]
-    assert (ent.auto, ent.confirm, ent.review) == (1.0, 1.0, 1.0)  # nothing certified
+    assert (ent.auto, ent.confirm, ent.review) == (False, False, False)  # nothing certified
     smb = config.routing.segment_overrides["smb"]
     assert smb.auto == groups.by_group["smb"].thresholds["auto"]
 
 
-def test_config_patch_closed_band_sits_at_the_band_above(data) -> None:
+def test_config_patch_writes_a_closed_band_as_false(data) -> None:
     grid, _ = data
     staged = apply_progression(recommend_thresholds(grid, Routing()), "conservative")
     routing = to_config_patch(staged)["routing"]
-    assert routing["auto"] == 1.0 and routing["confirm"] == 1.0
+    assert routing["auto"] is False and routing["confirm"] is False
     assert routing["review"] == staged.thresholds["review"]
     parse_config({"routing": routing})
+
+
+def _route(conf: np.ndarray, routing: dict) -> np.ndarray:
+    """The config's routing, written out: each item to the highest offered band whose threshold
+    it reaches (``false``: the band is not offered), below every offered band to a human."""
+    out = np.full(conf.size, "human", dtype=object)
+    for band in ("review", "confirm", "auto"):
+        if routing[band] is not False:
+            out[conf >= routing[band]] = band
+    return out
+
+
+def test_a_closed_band_round_trips_recommend_patch_validate_replay(tmp_path) -> None:
+    """Recommend (conservative stage: auto and confirm closed, globally and per segment) ->
+    the patch -> merged into a config -> ``trustramp config validate`` -> replay and routing:
+    no item goes to auto, also not the 500 items at confidence exactly 1.0 (which a 1.0 auto
+    threshold would have auto-processed)."""
+    from click.testing import CliRunner
+
+    from trustramp.cli import main
+    from trustramp.config import load_config
+    from trustramp.evaluation import Thresholds
+
+    _, a = frame_from_arrays(3, 20_000)
+    c, y = a["c"].copy(), a["y"].copy()
+    c[::40] = 1.0
+    grid = grid_counts(c, y, dims={"day": a["day"], "segment": a["segment"]})
+    stage = "conservative"
+    rec = apply_progression(recommend_thresholds(grid, Routing()), stage)
+    groups = recommend_by_group(grid, Routing())
+    groups = dataclasses.replace(
+        groups, by_group={g: apply_progression(r, stage) for g, r in groups.by_group.items()}
+    )
+    text = Thresholds(rec, rec, groups, stage, replay_policy(grid, rec.thresholds)).to_yaml()
+    patch = yaml.safe_load(text)
+    assert patch["routing"]["auto"] is False and patch["routing"]["confirm"] is False
+    base = {"feature": "f", "segments": SEGMENTS, "routing": {"auto": 0.9, "delta": 0.1}}
+    merged = {**base, "routing": {**base["routing"], **patch["routing"]}}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(merged))
+    r = CliRunner().invoke(main, ["config", "validate", str(path)])
+    assert r.exit_code == 0 and "ok" in r.output, r.output
+    routing = load_config(path).routing
+    assert routing.auto is False and routing.delta == 0.1
+    assert (c == 1.0).sum() == 500
+    for name, override in [(None, None), *routing.segment_overrides.items()]:
+        sub = grid if name is None else grid[grid["segment"] == name]
+        conf = c if name is None else c[a["segment"] == name]
+        policy = routing.thresholds(override)
+        assert policy["auto"] is None and policy["confirm"] is None
+        replay = replay_policy(sub, policy, current=policy)
+        auto = replay.summary[replay.summary["band"] == "auto"]
+        assert (auto["items"] == 0).all()
+        written = {
+            b: getattr(routing, b)
+            if override is None or getattr(override, b) is None
+            else getattr(override, b)
+            for b in ("auto", "confirm", "review")
+        }
+        routed = _route(conf, written)
+        assert (routed == "auto").sum() == 0
+        review = replay.summary[
+            (replay.summary["policy"] == "proposed") & (replay.summary["band"] == "review")
+        ]
+        assert int(review["items"].iloc[0]) == (routed == "review").sum()
+    # the old encoding (a closed auto band written as 1.0) auto-processed the items at 1.0
+    assert (_route(c, {**routing.model_dump(), "auto": 1.0}) == "auto").sum() == 500
 
 
 def test_config_patch_rejects_other_groupings(data) -> None:
@@ -974,4 +1043,4 @@ def test_recommend_on_an_empty_window_is_total() -> None:
     assert th.recommended.n_total == 0 and th.whatif.by_day.empty
     text = th.to_yaml()
     assert "no model version" in text and "share    n/a" in text
-    assert yaml.safe_load(text)["routing"]["auto"] == 1.0
+    assert yaml.safe_load(text)["routing"]["auto"] is False

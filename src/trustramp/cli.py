@@ -580,11 +580,7 @@ def thresholds_whatif(
     if not policy:
         raise click.UsageError("give at least one of --auto, --confirm, --review")
     routing = load_config(config_path).routing
-    check_policy(
-        policy,
-        {"auto": routing.auto, "confirm": routing.confirm, "review": routing.review},
-        flag="--{}",
-    )
+    check_policy(policy, routing.thresholds(), flag="--{}")
     replay = whatif(
         policy,
         feature,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from enum import StrEnum
 from importlib import resources
@@ -16,13 +17,54 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from trustramp.contract import DEFAULT_SEGMENTS, Mode
 from trustramp.errors import ConfigError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Score = Annotated[int, Field(ge=1, le=5)]
+
+_PROBABILITY: TypeAdapter[float] = TypeAdapter(Probability)
+
+BANDS: tuple[str, ...] = ("auto", "confirm", "review")
+"""The routing bands with a threshold, highest first."""
+
+
+def _band(value: Any, _handler: ValidatorFunctionWrapHandler) -> float | Literal[False]:
+    # False closes the band; anything else must be a probability. Checked here rather than by a
+    # union, since 0 == False in Python (a union would take review: 0 for a closed band).
+    if value is False:
+        return False
+    if value is True:
+        raise PydanticCustomError("band", "Input should be a threshold in [0, 1], or false")
+    try:
+        return _PROBABILITY.validate_python(value)
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"]
+        raise PydanticCustomError(
+            "band", "{msg} (or false to close the band)", {"msg": msg}
+        ) from None
+
+
+Band = Annotated[float | Literal[False], WrapValidator(_band)]
+"""A band's lower confidence threshold, or False: the band is not offered (its items fall to
+the next offered band down)."""
+
+
+def offered(value: float | Literal[False] | None) -> float | None:
+    """A band setting as a threshold: None when the band is closed (False) or unset (None)."""
+    return None if value is None or value is False else float(value)
 
 
 class Phase(StrEnum):
@@ -41,19 +83,25 @@ class _Model(BaseModel):
 
 
 class Override(_Model):
-    """A segment's or customer's own routing: opt out, own thresholds, own mode."""
+    """A segment's or customer's own routing: opt out, own thresholds, own mode.
+
+    A band left None inherits the global threshold; False closes the band for this group.
+    """
 
     opt_out: bool = False
-    auto: Probability | None = None
-    confirm: Probability | None = None
-    review: Probability | None = None
+    auto: Band | None = None
+    confirm: Band | None = None
+    review: Band | None = None
     mode: Mode | None = None
 
 
 class Routing(_Model):
-    auto: Probability = 0.95
-    confirm: Probability = 0.80
-    review: Probability = 0.60
+    """Confidence routing: each band's lower threshold, or False where the band is not offered
+    (its items go to the next offered band down; below every offered band, to a human)."""
+
+    auto: Band = 0.95
+    confirm: Band = 0.80
+    review: Band = 0.60
     targets: dict[Literal["auto", "confirm", "review"], Probability] = Field(
         default_factory=lambda: {"auto": 0.95, "confirm": 0.80, "review": 0.60}
     )
@@ -64,12 +112,25 @@ class Routing(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Routing:
-        if not self.review <= self.confirm <= self.auto:
+        given = [t for t in self.thresholds().values() if t is not None]  # highest band first
+        if any(lo > hi for hi, lo in itertools.pairwise(given)):
+            shown = ", ".join(
+                f"{b}={'false' if getattr(self, b) is False else getattr(self, b)}"
+                for b in reversed(BANDS)
+            )
             raise ValueError(
-                f"bands must be ordered review <= confirm <= auto, got review={self.review}, "
-                f"confirm={self.confirm}, auto={self.auto}"
+                f"bands must be ordered review <= confirm <= auto (closed bands aside), got {shown}"
             )
         return self
+
+    def thresholds(self, override: Override | None = None) -> dict[str, float | None]:
+        """Each band's threshold, highest band first, None where the band is not offered;
+        with ``override`` (a segment's or customer's), its set bands over the global ones."""
+        out = {}
+        for b in BANDS:
+            own = None if override is None else getattr(override, b)
+            out[b] = offered(getattr(self, b) if own is None else own)
+        return out
 
 
 Comparator = Literal[">=", ">", "<=", "<"]

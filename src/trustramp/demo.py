@@ -112,6 +112,7 @@ _HIGH_SHARE = (0.68, 0.72)  # share of confident (>= 0.95) predictions: first an
 _SPREAD_BETA = (3.5, 1.0)  # the rest: c_min + (0.95 - c_min) * Beta(a, b)
 _SHARED_DIFFICULTY = 0.6  # chance that versions share the item's uniform: paired correctness
 _BAND_GAP = 0.15
+_CLOSED_UNITS = 10_001  # a closed band's threshold (1e-4 units): above every confidence
 _SEGMENT_GAP = 0.08
 _RATES = {  # status rates on a normal day / the bad day: error, timeout, fallback
     False: (0.003, 0.002, 0.003),
@@ -254,7 +255,9 @@ class _Plan:
     feedback_rate: float
     width: int
     cust_width: int
-    band_units: tuple[int, int, int]  # review, confirm, auto thresholds in units of 1e-4
+    band_units: tuple[int, int, int]
+    """Review, confirm, auto thresholds in units of 1e-4; `_CLOSED_UNITS` for a band not offered
+    (above every confidence: its items fall to the next band down)."""
 
     @property
     def start_us(self) -> int:
@@ -645,10 +648,9 @@ def _make_plan(
         feedback_rate=min(1.0, n_feedback / max(expected_feedback_items, 1.0)),
         width=max(9, len(str(max(n_items, 1) * n_versions * 2))),
         cust_width=max(5, len(str(n_customers))),
-        band_units=(
-            round(routing.review * 10_000),
-            round(routing.confirm * 10_000),
-            round(routing.auto * 10_000),
+        band_units=tuple(  # type: ignore[arg-type]
+            _CLOSED_UNITS if t is None else round(t * 10_000)
+            for t in reversed(routing.thresholds().values())
         ),
     )
 
@@ -805,6 +807,7 @@ def _predict(
     """One version's predictions for the block's items."""
     n = len(truth)
     review, confirm, auto = plan.band_units
+    auto = min(auto, 10_000)  # the confidence model's top band edge, also when auto is closed
     high = rng.random(n) < plan.version_high[v]
     conf_min = plan.conf_min / 10_000
     c = np.where(

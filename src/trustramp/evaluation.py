@@ -819,14 +819,6 @@ class Thresholds:
             for k, v in map_threshold(self.recalibration, raw).items()
         }
 
-    def _group_recs(self) -> list[tuple[str, object]]:
-        return [
-            (str(name), r)
-            for g in (self.segments, self.customers)
-            if g is not None
-            for name, r in g.by_group.items()
-        ]
-
     def to_patch(self) -> dict:
         from trustramp.decide.thresholds import to_config_patch
 
@@ -857,17 +849,6 @@ class Thresholds:
             lines.append(
                 f"# human workload per day: {rec.human_workload_per_day:,.0f}"
                 + (f" (current policy: {cur:,.0f})" if cur is not None else "")
-            )
-        closed = [
-            name
-            for name, r in (("global", rec), *self._group_recs())
-            if r.band("auto").threshold is None
-        ]
-        if closed:
-            lines.append(
-                f"# auto is closed for {', '.join(closed[:5])}{' and others' * (len(closed) > 5)}"
-                ": written as 1.0, which still auto-processes items at confidence exactly 1.0 "
-                "(the 0.01 grid does not count them apart, so the shares above leave them out)"
             )
         if self.recalibration is not None:
             r = self.recalibration
@@ -927,11 +908,7 @@ def recommend(
     from trustramp.decide import thresholds as th
 
     step = config.routing.grid_step
-    current = {
-        "auto": config.routing.auto,
-        "confirm": config.routing.confirm,
-        "review": config.routing.review,
-    }
+    current = config.routing.thresholds()  # a closed band (false): None, not offered
     days = max((win.gate_end - win.gate_start).days + 1, 1)
     model = f"model {pop.version}" if pop.version else "no model version"
     population = f"unshown labeled items of {model}, {win.gate_start}..{win.gate_end}"

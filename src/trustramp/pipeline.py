@@ -376,7 +376,7 @@ class WhatIfResult:
 
     def __repr__(self) -> str:
         work = ", ".join(f"{p} {w:,.0f}" for p, w in self.workload_per_day().items())
-        policy = " ".join(f"{k}={v}" for k, v in self.policy.items())
+        policy = " ".join(f"{k}={'closed' if v is None else v}" for k, v in self.policy.items())
         return (
             f"WhatIfResult(feature={self.feature!r}, as_of={self.as_of}, {policy}; "
             f"human workload per day: {work or 'n/a'})"
@@ -690,11 +690,7 @@ def whatif(
     from trustramp.evaluation import _between, gate_population, grid_frame
 
     cfg = _resolve_config(feature, config)
-    current: dict[str, float | None] = {
-        "auto": cfg.routing.auto,
-        "confirm": cfg.routing.confirm,
-        "review": cfg.routing.review,
-    }
+    current = cfg.routing.thresholds()  # a closed band (false): None, not offered
     unknown = set(policy) - set(current)
     if unknown:
         raise UsageError(

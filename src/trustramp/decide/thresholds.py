@@ -961,16 +961,21 @@ def _sum(a: NDArray[np.int64], r: tuple[int, int] | None) -> NDArray[np.int64] |
     return a[..., r[0] : r[1]].sum(axis=-1)
 
 
+def _offered(t: float | bool | None) -> float | None:
+    """A band's threshold, None when the band is not offered (None, or False in a config)."""
+    return None if t is None or t is False else float(t)
+
+
 def _current_thresholds(
     routing: Any,
-    current: Mapping[str, float | None] | None,
+    current: Mapping[str, float | bool | None] | None,
 ) -> dict[str, float | None]:
     if current is None:
-        return {b: getattr(routing, b) for b in BANDS}
+        return {b: _offered(getattr(routing, b)) for b in BANDS}
     unknown = set(current) - set(BANDS)
     if unknown:
         raise ValueError(f"current has unknown band(s) {sorted(unknown)}; expected {BANDS}")
-    return {b: current.get(b) for b in BANDS}
+    return {b: _offered(current.get(b)) for b in BANDS}
 
 
 def _indices(
@@ -981,7 +986,7 @@ def _indices(
 ) -> dict[str, int | None]:
     idx = {
         b: None
-        if thresholds.get(b) is None
+        if _offered(thresholds.get(b)) is None
         else _grid_index(float(thresholds[b]), units, name=f"{name}[{b!r}]")  # type: ignore[arg-type]
         for b in BANDS
     }
@@ -1590,8 +1595,8 @@ def recommend_by_group(
             omitted += 1
             continue
         override = overrides.get(str(value)) if by in ("segment", "customer_id") else None
-        current = {
-            b: (
+        current = {  # the override's band over the global one; False: closed
+            b: _offered(
                 getattr(override, b)
                 if override is not None and getattr(override, b) is not None
                 else getattr(routing, b)
@@ -1845,7 +1850,7 @@ def replay_policy(
         The grid frame with a ``day`` column (other columns are summed over).
     policy : mapping of band to threshold
         The proposed thresholds, e.g. ``{"auto": 0.92, "confirm": 0.8, "review": 0.6}``; a band
-        that is missing or None is not offered. Thresholds must lie on the grid and be ordered.
+        that is missing, None or False (a config's closed band) is not offered. Thresholds must lie on the grid and be ordered.
     current : mapping of band to threshold, optional
         The policy to compare with (e.g. the config's thresholds).
     step : float, default 0.01
@@ -1866,6 +1871,7 @@ def replay_policy(
             raise ValueError(
                 f"{name} policy has unknown band(s) {sorted(unknown)}; expected {list(BANDS)}"
             )
+    policies = {name: {b: _offered(t) for b, t in p.items()} for name, p in policies.items()}
     days, cells = _collapse_by(grid_by_day, DAY, step)
     parts = [_replay_one(name, p, days, cells, confidence_level) for name, p in policies.items()]
     by_day = pd.concat([p[0] for p in parts], ignore_index=True)
@@ -1905,16 +1911,13 @@ def replay_policy(
 # --------------------------------------------------------------------------------------------
 
 
-def _routing_values(rec: ThresholdRecommendation) -> dict[str, float]:
-    """Band thresholds for the config: a closed band sits at the next band up (empty)."""
-    out: dict[str, float] = {}
-    above = 1.0
+def _routing_values(rec: ThresholdRecommendation) -> dict[str, float | bool]:
+    """Band thresholds for the config: False for a band that is not offered."""
     digits = _decimals(_step_units(rec.step))
+    out: dict[str, float | bool] = {}
     for band in BANDS:
         t = rec.band(band).threshold
-        value = above if t is None else t
-        out[band] = round(value, digits)
-        above = value
+        out[band] = False if t is None else round(t, digits)
     return out
 
 
@@ -1925,9 +1928,9 @@ def to_config_patch(
 ) -> dict[str, Any]:
     """The recommendation as a ``routing:`` mapping to merge into the rollout config.
 
-    A band that is not offered is written at the next band up's threshold (an empty band), and
-    a closed auto band as 1.0, because ``null`` in an override means "inherit the global value".
-    (Items at confidence exactly 1.0 would still reach a 1.0 auto band.)
+    A band that is not offered is written as ``false`` (the config's closed band: its items go
+    to the next offered band down), also in the overrides, where ``null`` would mean "inherit
+    the global value".
 
     Parameters
     ----------
