@@ -229,21 +229,29 @@ def test_a_home_that_is_not_writable_is_one_clear_error(tmp_path: Path) -> None:
         home = base / "home"
         home.mkdir(mode=0o555)
         home.chmod(0o555)
+        used = base / "used"  # a home made by an earlier run: its folders exist, not writable
+        ingest_paths([data], used, validate_with_gx=False)
+        for d in [used, *used.rglob("*")]:
+            d.chmod(0o555 if d.is_dir() else 0o444)
         as_root = os.geteuid() == 0
         if as_root:
             os.seteuid(65534)
         try:
             with pytest.raises(NotWritableError) as e:
                 ingest_paths([data], home, validate_with_gx=False)
+            with pytest.raises(NotWritableError) as e_used:
+                ingest_paths([data], used, validate_with_gx=False)
         finally:
             if as_root:
                 os.seteuid(0)
+        assert str(used) in str(e_used.value) and "\n" not in str(e_used.value)
         message = str(e.value)
         assert str(home) in message and "writable" in message and "--home" in message
         assert "\n" not in message and e.value.exit_code == 7
         assert list(home.iterdir()) == []  # nothing half-made
     finally:
-        os.chmod(base / "home", 0o755)
+        for d in [base, *base.rglob("*")]:
+            d.chmod(0o755 if d.is_dir() else 0o644)
         for p in sorted(base.rglob("*"), reverse=True):
             p.rmdir() if p.is_dir() else p.unlink()
         base.rmdir()

@@ -31,7 +31,7 @@ from trustramp.ingest.readers import (
 )
 from trustramp.store.duck import connect
 from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
-from trustramp.store.lock import writer_lock
+from trustramp.store.lock import LOCK_NAME, writer_lock
 from trustramp.store.staging import (
     SourceFile,
     StagedFile,
@@ -308,15 +308,21 @@ def ingest_paths(
     return IngestReport(results)
 
 
+_EFFECTIVE = os.access in os.supports_effective_ids
+
+
 def open_home(home: str | Path) -> Home:
     """The home, its folders created; NotWritableError (one line: which folder, and the fix)
     when this process cannot write there, before anything else is done."""
     try:
         h = Home.at(home)
-        for d in (h.root, h.lake, h.ingest_log, h.quarantine, h.tmp):
-            probe = d / f".write-probe-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
+        folders = (h.root, h.lake, h.ingest_log, h.quarantine, h.tmp)
+        checks = [(d, os.W_OK | os.X_OK) for d in folders] + [(h.root / LOCK_NAME, os.W_OK)]
+        for d, mode in checks:
+            # access(2), not a probe file: a run killed between writing and removing a probe
+            # would leave it behind. It answers for root too (EROFS on a read-only mount).
+            if d.exists() and not os.access(d, mode, effective_ids=_EFFECTIVE):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(d))
     except OSError as e:
         where = e.filename or home
         raise NotWritableError(
