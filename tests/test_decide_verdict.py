@@ -373,6 +373,20 @@ def test_to_dict_has_exactly_the_spec_keys_plus_extras() -> None:
     assert d["as_of"] == "2026-11-20"
 
 
+def test_criteria_carry_the_cluster_adjustment() -> None:
+    from trustramp.decide.gates import effective_trials
+
+    clustered = Count(9_700, 10_000, design_effect=4.0, clusters=12)
+    ev = ready_evidence(accuracy={**ready_evidence().accuracy, "all": clustered})
+    d = check_schema(decide(ev, ready_config()))
+    (acc,) = [c for c in d["criteria"] if c["metric"] == "accuracy" and c["segment"] == "all"]
+    _, n_eff = effective_trials(9_700, 10_000, 4.0, lower=True)
+    assert (acc["design_effect"], acc["n_effective"], acc["n"]) == (4.0, n_eff, 10_000)
+    assert n_eff == 2_500
+    (plain,) = check_schema(decide(ready_evidence(), ready_config()))["criteria"]
+    assert (plain["design_effect"], plain["n_effective"]) == (1.0, plain["n"])  # independent
+
+
 def test_huge_e_values_stay_valid_json() -> None:
     ev = ready_evidence(accuracy={**ready_evidence().accuracy, "all": Count(9_900_000, 10_000_000)})
     d = check_schema(decide(ev, ready_config()))

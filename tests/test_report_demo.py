@@ -53,6 +53,29 @@ def test_demo_writes_every_output_and_prints_the_report_path(demo_run: dict) -> 
     assert (demo_run["root"] / "reports" / "index.html").exists()
 
 
+def test_demo_verdict_validates_and_criteria_carry_the_cluster_adjustment(demo_run: dict) -> None:
+    import math
+
+    import jsonschema
+
+    from trustramp.decide.verdict import verdict_schema
+
+    v = demo_run["verdict"]
+    jsonschema.Draft202012Validator(
+        verdict_schema(), format_checker=jsonschema.FormatChecker()
+    ).validate(v)
+    assert all({"design_effect", "n_effective"} <= set(c) for c in v["criteria"])
+    adjusted = [c for c in v["criteria"] if c["design_effect"] is not None]
+    assert adjusted
+    for c in adjusted:
+        deff, n = c["design_effect"], c["n"]
+        assert deff >= 1.0
+        assert c["n_effective"] == (n if deff == 1.0 else math.floor(n / deff))
+    # the demo's customers differ: the overall accuracy's bound is taken on fewer items than n
+    overall = [c for c in adjusted if c["metric"] == "accuracy" and c["segment"] == "all"]
+    assert overall and all(c["design_effect"] > 1.0 for c in overall)
+
+
 def test_planted_effects_reach_the_verdict_and_the_page(demo_run: dict) -> None:
     v = demo_run["verdict"]
     html = (demo_run["out"] / "readiness.html").read_text()

@@ -17,7 +17,8 @@ is a critical alert — it blocks a GO like any other — and marks the routing 
 re-certification (``thresholds_recertify``).
 `Verdict.to_dict` gives exactly the SPEC keys plus extras under new keys (``model_version``,
 ``kill_switch``, ``confidence_level``, ``mode``, ``audience``, ``min_days``, ``days_in_phase``,
-``segments``, ``procedure``, ``thresholds_recertify``, ``calibration``; each alert's
+``segments``, ``procedure``, ``thresholds_recertify``, ``calibration``; each criterion's
+``design_effect`` and ``n_effective`` (the customers' clustering behind its bound); each alert's
 ``model_version``, ``bound``, ``status``, ``n`` and ``message``; each rollback trigger's
 ``model_version``); the JSON Schema is package data ``verdict.schema.json`` (`verdict_schema`).
 """
@@ -208,6 +209,8 @@ def _criterion(c: CriterionResult) -> dict[str, Any]:
         "statistic": _num(c.statistic, cap=_E_CAP),
         "anytime_bound": _num(c.anytime_bound),
         "needed": c.needed,
+        "design_effect": _num(c.design_effect),
+        "n_effective": c.n_effective,
         "detail": c.detail,
     }
 
