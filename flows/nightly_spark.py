@@ -3,7 +3,9 @@
 The scale-out variant of `nightly`: after the ingest, one Spark application recomputes the
 day statistics of every configured feature's stale days (new predictions, late decisions) into
 the day cache; each feature's evaluation then runs on DuckDB as usual, reading those days from
-the cache, and its report and alerts are published. One broken feature does not stop the others.
+the cache, and its report and alerts are published. One broken feature does not stop the others;
+a failed Spark step does not stop the evaluations either (they compute their days on DuckDB),
+but the run ends Failed, naming it.
 Deployed as `nightly-spark` (prefect.yaml); needs `trustramp[spark]` on the worker.
 """
 
@@ -72,7 +74,10 @@ def nightly_spark(
     out = NightlyResult(
         ingest_flow([landing], home=home, configs=list(configs or []), wait_seconds=wait_seconds)
     )
-    refresh_days_on_spark(paths, home, as_of, engine, wait_seconds)
+    spark = refresh_days_on_spark(paths, home, as_of, engine, wait_seconds, return_state=True)
+    spark_error = None if spark.is_completed() else str(spark.message or spark.name)
+    if spark_error:  # the evaluations still run: they compute their stale days on DuckDB
+        get_run_logger().error("Spark step failed, evaluating on DuckDB: %s", spark_error)
     for path, feature in zip(paths, features, strict=True):
         state = evaluate_flow(
             config=path,
@@ -100,6 +105,11 @@ def nightly_spark(
         raise TrustrampError(
             f"nightly-spark: {len(out.failures)} of {len(paths)} features broke: "
             + "; ".join(f"{f}: {m}" for f, m in out.failures.items())
+        )
+    if spark_error:
+        raise TrustrampError(
+            f"nightly-spark: the Spark step failed ({spark_error}); every feature was "
+            "evaluated and published on DuckDB instead"
         )
     if out.ingest.failed:
         raise InputFileError(

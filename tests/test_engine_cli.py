@@ -101,3 +101,19 @@ def test_spark_without_pyspark_is_one_line_naming_the_extra(
     assert CliRunner().invoke(main, args).exit_code == 0
     again = CliRunner().invoke(main, [*args, "--engine", "spark"])
     assert again.exit_code == 0, again.output
+
+
+def test_spark_connect_without_its_client_names_what_to_install() -> None:
+    """Where grpc (pyspark's Spark Connect client) is missing, --spark-remote says what to install
+    instead of failing inside pyspark (no server is contacted)."""
+    import importlib.util
+
+    from trustramp.errors import StoreError
+
+    pytest.importorskip("pyspark", reason="pyspark is not installed")
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("grpc is installed: the Spark Connect client would try the server")
+    from trustramp.store.spark import SparkEngine
+
+    with pytest.raises(StoreError, match=r"pip install 'pyspark\[connect\]'"):
+        SparkEngine.start(remote="sc://127.0.0.1:1")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -104,6 +105,10 @@ class SparkEngine:
             ) from e
         builder = SparkSession.builder.appName("trustramp")
         if remote:
+            if importlib.util.find_spec("grpc") is None:
+                raise StoreError(
+                    f"Spark Connect ({remote}) needs its client: pip install 'pyspark[connect]'"
+                )
             builder = builder.remote(remote)
         else:
             java = find_java_home()
