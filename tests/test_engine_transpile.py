@@ -21,7 +21,11 @@ SQL_NAMES = sorted(
 )
 """Every query file (latest_decisions.sql is a fragment the others include)."""
 
-DUCKDB_ONLY = {"hash", "arg_max", "arg_min", "list_contains", "json_transform"}
+SPARK_ONLY_CALLS = {"xxhash64"}
+"""Functions the translation emits that sqlglot does not model (it parses them back as unknown
+calls). Any other unknown call is a DuckDB function sqlglot passed through as it was: Spark may
+not have it. Give it a rewrite in store/transpile.py, or, where Spark has it under that name
+(check its function list), add it here."""
 
 
 def expansions(name: str) -> list[str]:
@@ -52,7 +56,7 @@ def test_query_parses_as_spark_sql_with_nothing_duckdb_only_left(name: str, quer
     tree = sqlglot.parse_one(spark, read="spark")  # raises on what Spark's grammar refuses
     assert "$" not in spark and "MATERIALIZED" not in spark.upper()
     calls = {str(f.this).lower() for f in tree.find_all(exp.Anonymous)}
-    assert not calls & DUCKDB_ONLY, f"{name}: {calls & DUCKDB_ONLY}"
+    assert calls <= SPARK_ONLY_CALLS, f"{name}: functions passed through untranslated: {calls}"
     assert all(len(g.expressions) <= 1 for g in tree.find_all(exp.Grouping))
     # Parameters survive as Spark's named markers, one for each `$name` the query binds.
     bound = {p for p in ("feature", "start", "end", "days", "version", "bins") if f"${p}" in query}
@@ -100,3 +104,13 @@ def test_a_parameter_is_bound_only_where_its_whole_name_is_used() -> None:
         "versions": ["v1"],
         "day": None,
     }
+
+
+def test_a_duckdb_function_sqlglot_does_not_know_is_caught() -> None:
+    """The guard above works: a DuckDB-only call sqlglot does not know survives translation as
+    an unknown call. (One it knows but writes wrongly for Spark, e.g. list_has_any as `a && b`,
+    only Spark's analyzer catches: test_engine_spark.py, where Java is present.)"""
+    spark = to_spark("SELECT list_reduce(a, 1), hash(c) FROM t")
+    tree = sqlglot.parse_one(spark, read="spark")
+    calls = {str(f.this).lower() for f in tree.find_all(exp.Anonymous)}
+    assert calls - SPARK_ONLY_CALLS == {"list_reduce"}
