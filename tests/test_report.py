@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import html
 import json
 import os
 import re
@@ -227,6 +228,20 @@ def _count(frame: pd.DataFrame, k: str, n: str) -> Count:
     return Count(int(frame[k].sum()), int(frame[n].sum()))
 
 
+def _audit(groups: dict[str, pd.DataFrame], segs: list[str]) -> pd.DataFrame:
+    """The bias audit's table on the gate window's unshown accuracy, in ``segs`` order."""
+    from trustramp.metrics import bias_audit
+
+    counts = pd.DataFrame(
+        {
+            "segment": segs,
+            "k": [int(groups[s]["hit"].sum()) for s in segs],
+            "n": [int(groups[s]["unshown"].sum()) for s in segs],
+        }
+    )
+    return bias_audit(counts).table.set_index("segment").loc[segs].reset_index()
+
+
 def evidence_from(items: pd.DataFrame, **over: Any) -> Evidence:
     """Evidence for `decide` from the simulated items (matured window: up to 7 days ago)."""
     end = AS_OF - dt.timedelta(days=7)
@@ -266,7 +281,13 @@ def evidence_from(items: pd.DataFrame, **over: Any) -> Evidence:
         nps=31.0,
         incidents=[],
         calibration=Calibration(
-            ece=0.061, p_value=0.002, noise_floor=0.008, n=int(w["unshown"].sum())
+            ece=0.061,
+            p_value=0.002,
+            noise_floor=0.008,
+            n=int(w["unshown"].sum()),
+            ece_debiased_l2=0.047,
+            smece=0.052,
+            smece_sigma=0.041,
         ),
         regression=Regression("v7", "v6", 3_000, 0.91, 0.90, 0.2, False),
         bias={
@@ -275,8 +296,10 @@ def evidence_from(items: pd.DataFrame, **over: Any) -> Evidence:
                 "worse" if s == segs[-1] else "ok",
                 "7.9 pp below overall (Holm p < 0.001)" if s == segs[-1] else "",
                 2_000,
+                p_holm=float(r.p_adjusted),
+                q_bh=float(r.p_bh),
             )
-            for s in segs
+            for s, r in zip(segs, _audit(groups, segs).itertuples(), strict=True)
         },
         data=DataSummary(
             predictions=len(items), labeled=int(items["labeled"].sum()), quarantined=37
@@ -628,6 +651,59 @@ def test_segment_table_flags_the_weak_segment(page: str) -> None:
     assert 'class="badge worse"' in m.group(0) and "flagged by the bias audit" in m.group(1)
     others = re.findall(r"<tr class=\"\"><td><strong>(\w+)</strong>.*?badge ok", sec, re.S)
     assert sorted(others) == ["internal", "mid_market", "smb"]
+
+
+def test_segment_table_shows_the_bias_audits_holm_p_and_bh_q(
+    inputs: ReportInputs, page: str
+) -> None:
+    sec = re.search(r'<section id="segments">(.*?)</section>', page, re.S).group(1)
+    assert '<th class="num">Holm p</th><th class="num">BH q</th>' in sec
+    plan = {s["segment"]: s for s in inputs.verdict["segments"]["segments"]}
+    assert all(s["q_bh"] is not None for s in plan.values())
+    for name, s in plan.items():
+        row = re.search(rf"<td><strong>{name}</strong>.*?</tr>", sec, re.S).group(0)
+        cells = [html.unescape(c) for c in re.findall(r'<td class="num">([^<]*)</td>', row)]
+        shown = [c for c in cells if c == "< 0.001" or re.fullmatch(r"[01]\.\d{3}", c)]
+        expected = ["< 0.001" if x < 0.001 else f"{x:.3f}" for x in (s["p_holm"], s["q_bh"])]
+        assert shown[-2:] == expected, name
+        assert s["q_bh"] <= s["p_holm"] + 1e-12  # BH never rejects less than Holm
+
+
+def test_alerts_show_their_bound_and_model_version() -> None:
+    # The version being rolled out at 83.1% on 356 in the last 24 h: the row names the version
+    # and the alert's one-sided 95% bound (Clopper-Pearson, statsmodels' two-sided 90%).
+    v7 = {("accuracy", "all"): Count(296, 356), ("error_rate", "all"): Count(2, 400)}
+    inputs = build_inputs(evidence={"rolling_24h_by_version": {"v7": v7}})
+    sec = re.search(r'<section id="alerts".*?</section>', render_report(inputs), re.S).group(0)
+    _, upper = proportion_confint(296, 356, alpha=0.10, method="beta")
+    assert '<th class="num">bound (95%)</th>' in sec
+    row = re.search(r"<tr><td><span class=\"badge critical\">.*?</tr>", sec, re.S).group(0)
+    assert "<code>v7</code>" in row and f"≤ {100 * upper:.1f}%" in row and ">83.1%<" in row
+
+
+def test_a_required_recertification_shows_above_the_thresholds(page: str) -> None:
+    from trustramp.decide.evidence import Drift
+
+    drift = Drift("v7", 0.41, 0.1, 0.25, "critical", n_baseline=5_000, n_current=3_000)
+    inputs = build_inputs(evidence={"drift": [drift]})
+    assert inputs.verdict["thresholds_recertify"]["required"]
+    sec = re.search(r'<section id="thresholds">(.*?)</section>', render_report(inputs), re.S)
+    line = re.search(r'<p class="recertify">(.*?)</p>', sec.group(1), re.S)
+    assert line and "Re-certify the routing thresholds" in line.group(1)
+    assert "confidence drift (PSI) of model v7 overall is 0.410" in line.group(1)
+    assert sec.group(1).index("recertify") < sec.group(1).index("<table")
+    assert 'class="recertify"' not in page  # not required: no line
+
+
+def test_calibration_shows_the_debiased_and_smooth_ece_with_their_window(
+    inputs: ReportInputs, page: str
+) -> None:
+    cal = inputs.verdict["calibration"]
+    found = {(name, window): value for name, window, value, _ in quantities(page).found}
+    for metric in ("ece", "ece_debiased_l2", "smece"):
+        assert found[(metric, "gate")] == f"{cal[metric]:.3f}", metric
+    sec = re.search(r'<section id="calibration">(.*?)</section>', page, re.S).group(1)
+    assert f"(bandwidth {cal['smece_sigma']:.3f})" in sec
 
 
 def test_print_stylesheet_and_no_external_resources(page: str) -> None:

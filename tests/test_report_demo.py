@@ -76,6 +76,17 @@ def test_demo_verdict_validates_and_criteria_carry_the_cluster_adjustment(demo_r
     assert overall and all(c["design_effect"] > 1.0 for c in overall)
 
 
+def test_demo_bias_audit_carries_holm_p_and_bh_q_to_the_page(demo_run: dict) -> None:
+    segments = demo_run["verdict"]["segments"]["segments"]
+    tested = [s for s in segments if s["flag"] in ("ok", "worse")]
+    assert tested and all(s["p_holm"] is not None and s["q_bh"] is not None for s in tested)
+    assert all(s["q_bh"] <= s["p_holm"] + 1e-12 for s in tested)  # BH rejects at least Holm's
+    worse = [s for s in tested if s["flag"] == "worse"]
+    assert worse and all(s["p_holm"] < 0.05 for s in worse)
+    html = (demo_run["out"] / "readiness.html").read_text()
+    assert '<th class="num">Holm p</th><th class="num">BH q</th>' in html
+
+
 def test_planted_effects_reach_the_verdict_and_the_page(demo_run: dict) -> None:
     v = demo_run["verdict"]
     html = (demo_run["out"] / "readiness.html").read_text()

@@ -696,7 +696,14 @@ def build_evidence(
         min_effect=st.min_effect,
     )
     bias = {
-        r.segment: SegmentFlag(r.segment, r.flag, r.reason, int(r.n))
+        r.segment: SegmentFlag(
+            r.segment,
+            r.flag,
+            r.reason,
+            int(r.n),
+            p_holm=float(r.p_adjusted) if math.isfinite(r.p_adjusted) else None,
+            q_bh=float(r.p_bh) if math.isfinite(r.p_bh) else None,
+        )
         for r in audit.table.itertuples()
     }
     regression = None

@@ -184,12 +184,18 @@ class Regression:
 
 @dataclass(frozen=True)
 class SegmentFlag:
-    """The bias audit's finding for one segment: ``ok``, ``worse`` or ``insufficient``."""
+    """The bias audit's finding for one segment: ``ok``, ``worse`` or ``insufficient``.
+
+    ``p_holm`` is the Holm-adjusted p-value the flag is decided on, ``q_bh`` the
+    Benjamini–Hochberg q-value shown beside it (None when not tested).
+    """
 
     segment: str
     flag: Literal["ok", "worse", "insufficient"]
     reason: str
     n: int
+    p_holm: float | None = None
+    q_bh: float | None = None
 
     def __post_init__(self) -> None:
         if self.flag not in ("ok", "worse", "insufficient"):

@@ -805,6 +805,10 @@ class SegmentStatus:
     criteria_pass: bool
     eligible: bool
     detail: str
+    p_holm: float | None = None
+    """The bias audit's Holm-adjusted p-value (the flag's), None when not tested."""
+    q_bh: float | None = None
+    """The bias audit's Benjamini–Hochberg q-value, for display."""
 
 
 @dataclass(frozen=True)
@@ -852,7 +856,17 @@ def segment_plan(evidence: Evidence, config: RolloutConfig) -> SegmentPlan:
         else:
             detail = f"{segment} holds every criterion of the current phase."
         statuses.append(
-            SegmentStatus(segment, rank, opted_out, flag, criteria_pass, eligible, detail)
+            SegmentStatus(
+                segment,
+                rank,
+                opted_out,
+                flag,
+                criteria_pass,
+                eligible,
+                detail,
+                p_holm=audit.p_holm if audit else None,
+                q_bh=audit.q_bh if audit else None,
+            )
         )
     nxt = next((s.segment for s in statuses if s.eligible), None)
     return SegmentPlan(tuple(config.ordered_segments()), nxt, tuple(statuses))

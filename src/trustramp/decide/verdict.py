@@ -20,7 +20,8 @@ re-certification (``thresholds_recertify``).
 ``segments``, ``procedure``, ``thresholds_recertify``, ``calibration``; each criterion's
 ``design_effect`` and ``n_effective`` (the customers' clustering behind its bound); each alert's
 ``model_version``, ``bound``, ``status``, ``n`` and ``message``; each rollback trigger's
-``model_version``); the JSON Schema is package data ``verdict.schema.json`` (`verdict_schema`).
+``model_version``; each segment's bias-audit ``p_holm`` and ``q_bh``); the JSON Schema is
+package data ``verdict.schema.json`` (`verdict_schema`).
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ class Verdict:
                         "criteria_pass": s.criteria_pass,
                         "eligible": s.eligible,
                         "detail": s.detail,
+                        "p_holm": _num(s.p_holm),
+                        "q_bh": _num(s.q_bh),
                     }
                     for s in self.segments.segments
                 ],

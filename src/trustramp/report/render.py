@@ -587,6 +587,16 @@ def _escalation_steps(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, str]
     return out
 
 
+def _bound(a: Mapping[str, Any]) -> str:
+    """An alert's one-sided bound on its alerting side: ``≤ 86.1%`` for accuracy (the upper
+    bound), ``≥ 4.0%`` for the others; '' without one."""
+    if not _finite(a.get("bound")):
+        return ""
+    return ("≤ " if a.get("metric") == "accuracy" else "≥ ") + fmt_value(
+        a.get("metric"), a["bound"]
+    )
+
+
 def _alerts_view(v: Mapping[str, Any], escalation: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     alerts = list(v.get("alerts") or [])
     alerts.sort(key=lambda a: (_LEVEL_ORDER.get(a.get("level") or "", 2), str(a.get("metric"))))
@@ -603,6 +613,7 @@ def _alerts_view(v: Mapping[str, Any], escalation: Sequence[Mapping[str, Any]]) 
                 "model_version": _text(a.get("model_version")),
                 "value": fmt_value(metric, a.get("value")),
                 "threshold": fmt_value(metric, a.get("threshold")),
+                "bound": _bound(a),
                 "n": fmt_int(a.get("n")),
                 "action": _text(a.get("action")) if firing else "collect more data",
                 "message": readable(a.get("message")),
@@ -620,6 +631,7 @@ def _alerts_view(v: Mapping[str, Any], escalation: Sequence[Mapping[str, Any]]) 
     return {
         "rows": rows,
         "versions": any(r["model_version"] for r in rows),
+        "bounds": any(r["bound"] for r in rows),
         "omitted": max(0, len(alerts) - MAX_ALERT_ROWS),
         "firing": sum(r["css"] in ("warning", "critical") for r in rows),
         "escalation": _escalation_steps(path or []),
@@ -923,6 +935,14 @@ def _band_row(b: Any) -> dict[str, str]:
     }
 
 
+def _recertify(v: Mapping[str, Any]) -> str:
+    """The verdict's re-certification reason when a critical confidence drift requires it."""
+    rc = v.get("thresholds_recertify")
+    if not isinstance(rc, Mapping) or not rc.get("required"):
+        return ""
+    return readable(rc.get("reason") or "a critical confidence drift")
+
+
 def _thresholds_view(inputs: ReportInputs) -> dict[str, Any] | None:
     rec = inputs.thresholds
     if rec is None:
@@ -1057,6 +1077,13 @@ def _workload_chart(inputs: ReportInputs) -> Markup:
     )
 
 
+def _fmt_p(v: object) -> str:
+    """A p- or q-value: three decimals, ``< 0.001`` below that, '' when missing."""
+    if not _finite(v):
+        return ""
+    return "< 0.001" if float(v) < 0.001 else f"{float(v):.3f}"
+
+
 def _segment_table(inputs: ReportInputs) -> dict[str, Any]:
     m = inputs.metrics
     v = inputs.verdict
@@ -1093,6 +1120,8 @@ def _segment_table(inputs: ReportInputs) -> dict[str, Any]:
                 "override_rate": fmt_pct(mm.get("override_rate", {}).get("value")),
                 "latency": fmt_value("latency_p95", mm.get("latency_p95", {}).get("value")),
                 "flag": _text(p.get("flag")) or "not audited",
+                "p_holm": _fmt_p(p.get("p_holm")),
+                "q_bh": _fmt_p(p.get("q_bh")),
                 "flag_css": (_text(p.get("flag")) or "none").replace(" ", "-"),
                 "eligible": "yes" if p.get("eligible") else ("no" if p else ""),
                 "detail": readable(p.get("detail")),
@@ -1115,6 +1144,7 @@ def _segment_table(inputs: ReportInputs) -> dict[str, Any]:
     }
     seg_info = v.get("segments") or {}
     return {
+        "tested": any(r["q_bh"] for r in rows),
         "rows": rows,
         "overall": overall_row,
         "omitted": max(0, len(names) - MAX_SEGMENT_ROWS),
@@ -1233,7 +1263,23 @@ def _calibration_view(inputs: ReportInputs) -> dict[str, Any]:
             "recommended": chosen not in (None, "identity"),
         }
     n_bins = 0 if inputs.reliability is None else len(inputs.reliability)
-    return {"entries": items, "psi": psi_rows, "recalibration": recal, "bins": n_bins}
+    gate = None
+    cal = inputs.verdict.get("calibration")
+    if isinstance(cal, Mapping) and _finite(cal.get("ece")):
+        gate = {
+            "n": fmt_int(cal.get("n")),
+            "ece": fmt_value("ece", cal.get("ece")),
+            "debiased": fmt_value("ece", cal.get("ece_debiased_l2")),
+            "smece": fmt_value("ece", cal.get("smece")),
+            "sigma": f"{float(cal['smece_sigma']):.3f}" if _finite(cal.get("smece_sigma")) else "",
+        }
+    return {
+        "entries": items,
+        "psi": psi_rows,
+        "recalibration": recal,
+        "bins": n_bins,
+        "gate": gate,
+    }
 
 
 def _data_view(inputs: ReportInputs) -> dict[str, Any]:
@@ -1430,6 +1476,7 @@ def render_report(inputs: ReportInputs) -> str:
         "checklists": _checklists_view(v),
         "alerts": _alerts_view(v, inputs.escalation),
         "thresholds": _thresholds_view(inputs),
+        "recertify": _recertify(v),
         "segment_thresholds": _segment_thresholds_view(inputs),
         "whatif": _whatif_view(inputs),
         "segments": _segment_table(inputs),
