@@ -434,24 +434,9 @@ def _stage_group(
     try:
         out = stage(group, run_dir)
     except (TrustrampError, MemoryError) as e:
-        error = _one_line(e)
-        bad: dict[str, str] = {}
+        out, bad = StagedKind([], []), {}
         if len(group) > 1:
-            for n, f in enumerate(group):
-                probe = run_dir / f"probe-{kind.value}-{n}"
-                try:
-                    stage([f], probe)
-                except (TrustrampError, MemoryError) as e_alone:
-                    bad[f.src] = _one_line(e_alone)
-                finally:
-                    discard_run(probe)
-        good = [f for f in group if f.src not in bad]
-        out = StagedKind([], [])
-        if bad and good:
-            try:
-                out = stage(good, run_dir / f"retry-{kind.value}")
-            except (TrustrampError, MemoryError) as e_again:
-                error = _one_line(e_again)
+            out, bad = _stage_greedily(stage, run_dir, kind, group)
         for f in group:
             if not _has(out, f):
                 results.append(
@@ -460,21 +445,64 @@ def _stage_group(
                         status="failed",
                         kind=kind,
                         source=f.src,
-                        error=f"{f.path}: nothing of it was ingested: {bad.get(f.src, error)}",
+                        error=f"{f.path}: nothing of it was ingested: "
+                        f"{bad.get(f.src, _one_line(e))}",
                     )
                 )
     for f, error in out.failed:
         results.append(
-            FileResult(path=f.path, status="failed", kind=kind, source=f.src, error=error)
+            FileResult(
+                path=f.path, status="failed", kind=kind, source=f.src, error=_one_line(error)
+            )
         )
     return out.staged
+
+
+def _stage_greedily(
+    stage: Callable[[list[SourceFile], Path], StagedKind],
+    run_dir: Path,
+    kind: Kind,
+    group: list[SourceFile],
+) -> tuple[StagedKind, dict[str, str]]:
+    """After the kind's files broke staging together: add them one at a time, in run order, to
+    the set staged together (deduplication must see them all); a file that breaks the set is left
+    out, with why (alone, or only with the others). Costs more stagings, only on this path."""
+    accepted: list[SourceFile] = []
+    out = StagedKind([], [])
+    kept: Path | None = None
+    bad: dict[str, str] = {}
+    for n, f in enumerate(group):
+        folder = run_dir / f"retry-{kind.value}-{n}"
+        try:
+            attempt = stage([*accepted, f], folder)
+        except (TrustrampError, MemoryError) as e_more:
+            discard_run(folder)
+            bad[f.src] = _one_line(e_more)
+            if accepted:
+                probe = run_dir / f"probe-{kind.value}-{n}"
+                try:
+                    stage([f], probe)
+                    bad[f.src] = (
+                        f"it cannot be staged together with the run's other {kind} files "
+                        f"({bad[f.src]}); alone, in a run of its own, it can"
+                    )
+                except (TrustrampError, MemoryError):
+                    pass
+                finally:
+                    discard_run(probe)
+            continue
+        accepted.append(f)
+        if kept is not None:
+            discard_run(kept)
+        out, kept = attempt, folder
+    return out, bad
 
 
 def _has(out: StagedKind, f: SourceFile) -> bool:
     return any(s.src == f.src for s in out.staged) or any(g.src == f.src for g, _ in out.failed)
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException | str) -> str:
     """An error's first line (DuckDB appends paragraphs of advice)."""
     if isinstance(e, MemoryError):
         return "out of memory"

@@ -355,7 +355,7 @@ def _check_jsonl_encoding(path: Path) -> None:
 
 JSONL_LINE_LIMIT = 2 * CSV_FIELD_LIMIT
 """Longest JSON Lines line (bytes): a longer one fails the file, naming its line, in bounded memory."""
-JSONL_BATCH_BYTES = 64 << 20
+JSONL_BATCH_BYTES = 16 << 20
 """Bytes of text per JSON Lines batch (lines can be long: rows alone do not bound a batch)."""
 
 
@@ -431,7 +431,7 @@ def _open_parquet(path: Path, batch_rows: int) -> Source:
     return Source(path, "parquet", names, _parquet_batches(path, pf, schema, batch_rows))
 
 
-PARQUET_BATCH_BYTES = 64 << 20
+PARQUET_BATCH_BYTES = 16 << 20
 """Bytes of Arrow memory per batch read from a Parquet file: a few MB on disk can be GBs of
 repeated long text (dictionary-encoded, compressed), so rows alone do not bound a batch."""
 

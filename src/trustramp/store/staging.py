@@ -565,16 +565,48 @@ def _write_parts(
     DuckDB's partitioned writer keeps too many partitions open at once for its memory.
     """
     landing = _landing(schema, features, sources, kept)
+    default = con.execute("SELECT current_setting('partitioned_write_flush_threshold')")
+    flush = int(default.fetchall()[0][0])
     for i, s in staged.items():
         if s.rows_new:
             s.parts_dir = out / f"{FILE}={i}"
-            _copy_file_rows(
-                con,
-                landing,
-                i,
-                s.parts_dir,
-                f"FORMAT parquet, PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd",
-            )
+            wide = _wide_flush_rows(con, schema, i, flush)
+            if wide is not None:
+                con.execute(f"SET partitioned_write_flush_threshold = {wide}")
+            try:
+                _copy_file_rows(
+                    con,
+                    landing,
+                    i,
+                    s.parts_dir,
+                    f"FORMAT parquet, PARTITION_BY ({FEATURE}, {DATE}), COMPRESSION zstd",
+                )
+            finally:
+                if wide is not None:
+                    con.execute(f"SET partitioned_write_flush_threshold = {flush}")
+
+
+TYPICAL_ROW_BYTES = 130
+"""Bytes of a buffered lake row that `duck.partitioned_write_flush_rows` is sized for."""
+
+
+def _wide_flush_rows(
+    con: duckdb.DuckDBPyConnection, schema: Schema, i: int, flush: int
+) -> int | None:
+    """A smaller flush threshold for the lake write of file `i` when its rows carry much more
+    text than the threshold was sized for (the write's buffers count rows, not bytes: 8,000
+    rows of 16 KB ran out of memory under 64 MB); None when its rows are of the usual size.
+    Judged on its first 2,048 valid rows."""
+    texts = [quote_ident(n) for n, t in lake_columns(schema) if t == "VARCHAR"]
+    width = " + ".join(f"coalesce(strlen({t}), 0)" for t in texts)
+    row = con.execute(
+        f"SELECT avg({width}) FROM (SELECT * FROM _checked c "
+        f"WHERE c.{FILE} = {int(i)} AND c._reason IS NULL LIMIT 2048)"
+    ).fetchall()
+    text = float(row[0][0] or 0.0)
+    if text <= TYPICAL_ROW_BYTES * 4:
+        return None
+    return max(16, int(flush * TYPICAL_ROW_BYTES / text))
 
 
 def _copy_file_rows(
