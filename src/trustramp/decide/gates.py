@@ -297,35 +297,23 @@ def items_needed(
     if not (rate > threshold if lower else rate < threshold):
         return None
 
-    def passes(total: int) -> bool:
-        scaled = math.floor(rate * total) if lower else math.ceil(rate * total)
-        scaled = min(max(scaled, 0), total)
-        return (
-            judge_proportion(
-                scaled,
-                total,
-                threshold=threshold,
-                comparator=comparator,
-                confidence_level=confidence_level,
-                min_samples=min_samples,
-                design_effect=design_effect,
-            ).outcome
-            is Outcome.PASS
-        )
-
-    if (
-        n >= min_samples
-        and judge_proportion(
-            k,
-            n,
+    def passes_with(events: int, total: int) -> bool:
+        judgement = judge_proportion(
+            events,
+            total,
             threshold=threshold,
             comparator=comparator,
             confidence_level=confidence_level,
             min_samples=min_samples,
             design_effect=design_effect,
-        ).outcome
-        is Outcome.PASS
-    ):
+        )
+        return judgement.outcome is Outcome.PASS
+
+    def passes(total: int) -> bool:
+        scaled = math.floor(rate * total) if lower else math.ceil(rate * total)
+        return passes_with(min(max(scaled, 0), total), total)
+
+    if n >= min_samples and passes_with(k, n):
         return 0
     low, high = n, max(n + 1, min_samples)
     while not passes(high):
