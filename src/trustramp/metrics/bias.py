@@ -19,6 +19,7 @@ confusion counts (predicted label x true label), never from raw rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -164,21 +165,7 @@ def holm(p_values: ArrayLike) -> FloatArray:
     >>> holm([0.01, 0.04, 0.03]).tolist()
     [0.03, 0.06, 0.06]
     """
-    p = chk.as_float(p_values, "p_values").ravel()
-    finite = ~np.isnan(p)
-    if np.any((p[finite] < 0) | (p[finite] > 1)):
-        raise ValueError(f"p_values must be in [0, 1], got {p[finite & ((p < 0) | (p > 1))][:5]}")
-    out = np.full_like(p, math.nan)
-    q = p[finite]
-    m = q.size
-    if m == 0:
-        return out
-    order = np.argsort(q, kind="stable")
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
-    result = np.empty(m)
-    result[order] = adjusted
-    out[finite] = result
-    return out
+    return _adjust_sorted(p_values, _holm_sorted)
 
 
 def benjamini_hochberg(p_values: ArrayLike) -> FloatArray:
@@ -200,20 +187,33 @@ def benjamini_hochberg(p_values: ArrayLike) -> FloatArray:
     >>> benjamini_hochberg([0.01, 0.04, 0.03]).tolist()
     [0.03, 0.04, 0.04]
     """
+    return _adjust_sorted(p_values, _bh_sorted)
+
+
+def _holm_sorted(q: FloatArray) -> FloatArray:
+    m = q.size
+    return np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q))
+
+
+def _bh_sorted(q: FloatArray) -> FloatArray:
+    scaled = q * q.size / np.arange(1, q.size + 1)
+    return np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+
+
+def _adjust_sorted(p_values: ArrayLike, adjust: Callable[[FloatArray], FloatArray]) -> FloatArray:
+    """The p-values checked to be in [0, 1], adjusted by `adjust` (which takes the non-NaN ones
+    in ascending order and returns theirs in the same order); NaNs stay NaN in their places."""
     p = chk.as_float(p_values, "p_values").ravel()
     finite = ~np.isnan(p)
     if np.any((p[finite] < 0) | (p[finite] > 1)):
         raise ValueError(f"p_values must be in [0, 1], got {p[finite & ((p < 0) | (p > 1))][:5]}")
     out = np.full_like(p, math.nan)
     q = p[finite]
-    m = q.size
-    if m == 0:
+    if q.size == 0:
         return out
     order = np.argsort(q, kind="stable")
-    scaled = q[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    result = np.empty(m)
-    result[order] = adjusted
+    result = np.empty(q.size)
+    result[order] = adjust(q[order])
     out[finite] = result
     return out
 
