@@ -1,7 +1,9 @@
 """Prefect flow `nightly`: ingest the landing folder, then evaluate and publish every feature.
 
 One broken feature does not stop the others; the run ends Failed (after all of them) when a
-feature's evaluation or publication broke, or an input file could not be read.
+feature's evaluation or publication broke, or an input file could not be read. The per-feature
+steps here (`feature_configs`, `evaluate_and_publish_each`, `raise_if_features_broke`,
+`raise_if_files_unread`) serve `nightly-spark` too.
 """
 
 from __future__ import annotations
@@ -22,27 +24,27 @@ from trustramp.orchestrate import NightlyResult
 from trustramp.pipeline import NoDataResult
 
 
-@flow(name="nightly")
-def nightly(
-    landing: Annotated[Path, Field(description="Folder where the day's log files land.")] = Path(
-        "data/landing"
-    ),
-    configs: Annotated[
-        list[Path] | None, Field(description="One rollout config per feature (default: playbook).")
-    ] = None,
-    home: Annotated[Path, Field(description="trustramp home: lake and catalog.")] = Path("data"),
-    reports: Annotated[Path, Field(description="Folder for per-run outputs.")] = Path("reports"),
-    as_of: Annotated[dt.date | None, Field(description="Default: yesterday, UTC.")] = None,
-    wait_seconds: Annotated[float, Field(ge=0)] = 600.0,
-) -> NightlyResult:
-    """Ingest, then for every configured feature: evaluate, report, notify."""
+def feature_configs(configs: list[Path] | None) -> tuple[list[Path | None], list[str]]:
+    """The config paths (None: the playbook) and the feature each configures, all different."""
     paths = list(configs or []) or [None]
     features = [load_config(p).feature for p in paths]
     if len(set(features)) < len(features):
         raise ConfigError(f"configs: two files configure the same feature ({features})")
-    out = NightlyResult(
-        ingest_flow([landing], home=home, configs=list(configs or []), wait_seconds=wait_seconds)
-    )
+    return paths, features
+
+
+def evaluate_and_publish_each(
+    out: NightlyResult,
+    paths: list[Path | None],
+    features: list[str],
+    *,
+    as_of: dt.date | None,
+    home: Path,
+    reports: Path,
+    wait_seconds: float,
+) -> None:
+    """Evaluate and publish every feature, recording each outcome in `out`; one that breaks is
+    logged and recorded, and the others still run."""
     for path, feature in zip(paths, features, strict=True):
         state = evaluate_flow(
             config=path,
@@ -66,14 +68,47 @@ def nightly(
             state = pub
         out.failures[feature] = str(state.message or state.name)
         get_run_logger().error("%s: %s", feature, out.failures[feature])
+
+
+def raise_if_features_broke(flow_name: str, out: NightlyResult, n_features: int) -> None:
+    """Fail the run, naming each feature whose evaluation or publication broke."""
     if out.failures:
         raise TrustrampError(
-            f"nightly: {len(out.failures)} of {len(paths)} features broke: "
+            f"{flow_name}: {len(out.failures)} of {n_features} features broke: "
             + "; ".join(f"{f}: {m}" for f, m in out.failures.items())
         )
+
+
+def raise_if_files_unread(flow_name: str, out: NightlyResult) -> None:
+    """Fail the run, naming each input file the ingest could not read."""
     if out.ingest.failed:
         raise InputFileError(
-            f"nightly: {len(out.ingest.failed)} input files could not be read: "
+            f"{flow_name}: {len(out.ingest.failed)} input files could not be read: "
             + "; ".join(f"{f.path}: {f.error}" for f in out.ingest.failed)
         )
+
+
+@flow(name="nightly")
+def nightly(
+    landing: Annotated[Path, Field(description="Folder where the day's log files land.")] = Path(
+        "data/landing"
+    ),
+    configs: Annotated[
+        list[Path] | None, Field(description="One rollout config per feature (default: playbook).")
+    ] = None,
+    home: Annotated[Path, Field(description="trustramp home: lake and catalog.")] = Path("data"),
+    reports: Annotated[Path, Field(description="Folder for per-run outputs.")] = Path("reports"),
+    as_of: Annotated[dt.date | None, Field(description="Default: yesterday, UTC.")] = None,
+    wait_seconds: Annotated[float, Field(ge=0)] = 600.0,
+) -> NightlyResult:
+    """Ingest, then for every configured feature: evaluate, report, notify."""
+    paths, features = feature_configs(configs)
+    out = NightlyResult(
+        ingest_flow([landing], home=home, configs=list(configs or []), wait_seconds=wait_seconds)
+    )
+    evaluate_and_publish_each(
+        out, paths, features, as_of=as_of, home=home, reports=reports, wait_seconds=wait_seconds
+    )
+    raise_if_features_broke("nightly", out, len(paths))
+    raise_if_files_unread("nightly", out)
     return out

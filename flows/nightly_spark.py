@@ -15,18 +15,20 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-from evaluate_flow import evaluate_flow
 from ingest_flow import ingest_flow
+from nightly import (
+    evaluate_and_publish_each,
+    feature_configs,
+    raise_if_features_broke,
+    raise_if_files_unread,
+)
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from publish_flow import publish_flow
 from pydantic import Field
 
 from trustramp import pipeline
-from trustramp.config import load_config
-from trustramp.errors import ConfigError, InputFileError, TrustrampError
+from trustramp.errors import TrustrampError
 from trustramp.orchestrate import NightlyResult
-from trustramp.pipeline import NoDataResult
 from trustramp.store.engine import EngineSpec
 
 
@@ -67,10 +69,7 @@ def nightly_spark(
 ) -> NightlyResult:
     """Ingest; recompute every feature's dirty days on Spark; evaluate, report, notify each."""
     engine = EngineSpec.of("spark", spark_remote=spark_remote, spark_master=spark_master)
-    paths = list(configs or []) or [None]
-    features = [load_config(p).feature for p in paths]
-    if len(set(features)) < len(features):
-        raise ConfigError(f"configs: two files configure the same feature ({features})")
+    paths, features = feature_configs(configs)
     out = NightlyResult(
         ingest_flow([landing], home=home, configs=list(configs or []), wait_seconds=wait_seconds)
     )
@@ -78,42 +77,14 @@ def nightly_spark(
     spark_error = None if spark.is_completed() else str(spark.message or spark.name)
     if spark_error:  # the evaluations still run: they compute their stale days on DuckDB
         get_run_logger().error("Spark step failed, evaluating on DuckDB: %s", spark_error)
-    for path, feature in zip(paths, features, strict=True):
-        state = evaluate_flow(
-            config=path,
-            as_of=as_of,
-            home=home,
-            reports=reports,
-            publish=False,
-            wait_seconds=wait_seconds,
-            return_state=True,
-        )
-        if state.is_completed() and isinstance(result := state.result(), NoDataResult):
-            out.no_data[feature] = result.message  # nothing to evaluate is not a failure
-            get_run_logger().warning("%s: %s", feature, result.message)
-            continue
-        if state.is_completed():
-            out.evaluations[feature] = result
-            pub = publish_flow(result, config=path, home=home, reports=reports, return_state=True)
-            if pub.is_completed():
-                out.published[feature] = pub.result()
-                continue
-            state = pub
-        out.failures[feature] = str(state.message or state.name)
-        get_run_logger().error("%s: %s", feature, out.failures[feature])
-    if out.failures:
-        raise TrustrampError(
-            f"nightly-spark: {len(out.failures)} of {len(paths)} features broke: "
-            + "; ".join(f"{f}: {m}" for f, m in out.failures.items())
-        )
+    evaluate_and_publish_each(
+        out, paths, features, as_of=as_of, home=home, reports=reports, wait_seconds=wait_seconds
+    )
+    raise_if_features_broke("nightly-spark", out, len(paths))
     if spark_error:
         raise TrustrampError(
             f"nightly-spark: the Spark step failed ({spark_error}); every feature was "
             "evaluated and published on DuckDB instead"
         )
-    if out.ingest.failed:
-        raise InputFileError(
-            f"nightly-spark: {len(out.ingest.failed)} input files could not be read: "
-            + "; ".join(f"{f.path}: {f.error}" for f in out.ingest.failed)
-        )
+    raise_if_files_unread("nightly-spark", out)
     return out
