@@ -4,6 +4,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -73,21 +74,43 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture(scope="session")
-def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A small demo dataset (20k predictions), ingested once per test session."""
+def ingested_demo(root: Path, n_predictions: int) -> dict[str, object]:
+    """Demo data (seed 11) generated in root/input and ingested into root/home, without Great
+    Expectations: its root, home, manifest and (parsed) config."""
     from trustramp.config import parse_config
     from trustramp.demo import demo_config, generate
     from trustramp.ingest import ingest_paths
 
-    root = tmp_path_factory.mktemp("demo")
-    manifest = generate(root / "input", n_predictions=20_000, seed=11)
+    manifest = generate(root / "input", n_predictions=n_predictions, seed=11)
     config = parse_config(demo_config(manifest))
     report = ingest_paths(
         [root / "input"], root / "home", segments=config.segments, validate_with_gx=False
     )
     assert not report.failed
     return {"root": root, "home": root / "home", "manifest": manifest, "config": config}
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small demo dataset (20k predictions), ingested once per test session."""
+    return ingested_demo(tmp_path_factory.mktemp("demo"), 20_000)
+
+
+def demo_gate(demo_lake: dict) -> tuple[Any, Any, Any]:
+    """The demo lake's windows as of its last day, its aggregates over them, and the certified
+    population evaluation takes from them: ``(windows, aggregates, population)``."""
+    from trustramp.evaluation import gate_population, windows_for
+    from trustramp.store.aggregates import compute_aggregates
+    from trustramp.store.lake import Home, reader
+
+    cfg = demo_lake["config"]
+    win = windows_for(cfg, demo_lake["manifest"].end)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
+    finally:
+        con.close()
+    return win, aggs, gate_population(aggs, win, cfg)
 
 
 def raw_joined(home: Path, feature: str) -> pd.DataFrame:
@@ -106,3 +129,15 @@ def raw_joined(home: Path, feature: str) -> pd.DataFrame:
         ).df()
     finally:
         con.close()
+
+
+def raw_gate_rows(demo_lake: dict, win: Any, version: str) -> pd.DataFrame:
+    """`raw_joined` rows of the gate window's days, of model `version`, in shadow mode."""
+    raw = raw_joined(demo_lake["home"], demo_lake["config"].feature)
+    day = pd.to_datetime(raw["date"]).dt.date
+    return raw[
+        (day >= win.gate_start)
+        & (day <= win.gate_end)
+        & (raw["model_version"] == version)
+        & (raw["mode"] == "shadow")
+    ]

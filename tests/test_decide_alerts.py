@@ -526,20 +526,12 @@ def test_latency_p95_bounds_cover_at_the_nominal_rate() -> None:
 
 def test_rolling_by_version_matches_raw_rows(demo_lake: dict) -> None:
     """The per-version 24 h evidence equals counts on the raw rows of that version and day."""
-    from conftest import raw_joined
+    from conftest import demo_gate, raw_joined
 
-    from trustramp.evaluation import gate_population, rolling_by_version, windows_for
-    from trustramp.store.aggregates import compute_aggregates
-    from trustramp.store.lake import Home, reader
+    from trustramp.evaluation import rolling_by_version
 
     cfg = demo_lake["config"]
-    win = windows_for(cfg, demo_lake["manifest"].end)
-    con = reader(Home.at(demo_lake["home"]))
-    try:
-        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
-    finally:
-        con.close()
-    pop = gate_population(aggs, win, cfg)
+    win, aggs, pop = demo_gate(demo_lake)
     got = rolling_by_version(aggs, win, cfg, [pop.version, pop.previous])
     raw = raw_joined(demo_lake["home"], cfg.feature)
     raw = raw[pd.to_datetime(raw["date"]).dt.date == win.as_of]

@@ -30,18 +30,10 @@ FLOATS = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"}
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """3,000 demo predictions over 30 days (several decisions per item for some)."""
-    from trustramp.config import parse_config
-    from trustramp.demo import demo_config, generate
-    from trustramp.ingest import ingest_paths
+    from conftest import ingested_demo
 
-    root = tmp_path_factory.mktemp("spark-demo")
-    manifest = generate(root / "input", n_predictions=3_000, seed=11)
-    config = parse_config(demo_config(manifest))
-    report = ingest_paths(
-        [root / "input"], root / "home", segments=config.segments, validate_with_gx=False
-    )
-    assert not report.failed
-    return {"home": root / "home", "feature": config.feature, "config": config}
+    demo = ingested_demo(tmp_path_factory.mktemp("spark-demo"), 3_000)
+    return {"home": demo["home"], "feature": demo["config"].feature, "config": demo["config"]}
 
 
 @pytest.fixture(scope="module")

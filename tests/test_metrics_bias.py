@@ -486,31 +486,15 @@ def test_fairness_rates_errors_and_undefined_rates() -> None:
 def test_fairness_rows_in_the_metrics_table_match_fairlearn_on_raw_rows(demo_lake: dict) -> None:
     """metrics.parquet's fairness rows (from stage 1's confusion counts) against fairlearn on the
     raw rows of the certified population, one-vs-rest and with a configured positive label."""
-    from conftest import raw_joined
+    from conftest import demo_gate, raw_gate_rows
     from fairlearn.metrics import equalized_odds_difference, selection_rate
 
-    from trustramp.evaluation import gate_metric_rows, gate_population, windows_for
-    from trustramp.store.aggregates import compute_aggregates
-    from trustramp.store.lake import Home, reader
+    from trustramp.evaluation import gate_metric_rows
 
     cfg = demo_lake["config"]
-    win = windows_for(cfg, demo_lake["manifest"].end)
-    con = reader(Home.at(demo_lake["home"]))
-    try:
-        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
-    finally:
-        con.close()
-    pop = gate_population(aggs, win, cfg)
-    raw = raw_joined(demo_lake["home"], cfg.feature)
-    day = pd.to_datetime(raw["date"]).dt.date
-    gate = raw[
-        (day >= win.gate_start)
-        & (day <= win.gate_end)
-        & (raw["model_version"] == pop.version)
-        & (raw["mode"] == "shadow")
-        & raw["predicted_label"].notna()
-        & raw["human_label"].notna()
-    ]
+    win, aggs, pop = demo_gate(demo_lake)
+    gate = raw_gate_rows(demo_lake, win, pop.version)
+    gate = gate[gate["predicted_label"].notna() & gate["human_label"].notna()]
     labels = sorted(set(gate["human_label"]) | set(gate["predicted_label"]))
     label = labels[0]
     y = (gate["human_label"] == label).astype(int).to_numpy()

@@ -590,32 +590,18 @@ def test_smooth_ece_of_a_constant_shift_and_of_a_calibrated_model() -> None:
 def test_gate_calibration_evidence_from_stage_one_cells(demo_lake: dict) -> None:
     """The verdict's debiased L2-ECE and smECE (from stage 1's bins and 0.01 cells) against the
     item-level estimators on the raw rows of the certified population."""
-    import pandas as pd
-    from conftest import raw_joined
+    from conftest import demo_gate, raw_gate_rows
 
-    from trustramp.evaluation import calibration_evidence, gate_population, windows_for
-    from trustramp.store.aggregates import compute_aggregates
-    from trustramp.store.lake import Home, reader
+    from trustramp.evaluation import calibration_evidence
 
     cfg = demo_lake["config"]
-    win = windows_for(cfg, demo_lake["manifest"].end)
-    con = reader(Home.at(demo_lake["home"]))
-    try:
-        aggs = compute_aggregates(con, cfg.feature, win.first, win.as_of)
-    finally:
-        con.close()
-    pop = gate_population(aggs, win, cfg)
+    win, _, pop = demo_gate(demo_lake)
     cal, _ = calibration_evidence(pop, cfg)
-    raw = raw_joined(demo_lake["home"], cfg.feature)
-    day = pd.to_datetime(raw["date"]).dt.date
-    gate = raw[
-        (day >= win.gate_start)
-        & (day <= win.gate_end)
-        & (raw["model_version"] == pop.version)
-        & (raw["mode"] == "shadow")
-        & ~raw["status"].isin(["error", "timeout"])
-        & raw["confidence"].notna()
-        & raw["human_label"].notna()
+    gate = raw_gate_rows(demo_lake, win, pop.version)
+    gate = gate[
+        ~gate["status"].isin(["error", "timeout"])
+        & gate["confidence"].notna()
+        & gate["human_label"].notna()
     ]
     y = (gate["human_label"] == gate["predicted_label"]).to_numpy(int)
     c = gate["confidence"].to_numpy(float)
