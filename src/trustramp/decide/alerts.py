@@ -347,17 +347,8 @@ def _bounded(
     obs = figures.get((metric, segment))
     if obs is None:
         return None
-    if isinstance(obs, Count):
-        if obs.n == 0:
-            return _Bounded(segment, None, None, None, 0)
-        return _Bounded(
-            segment,
-            obs.rate,
-            clopper_pearson_lower(obs.k, obs.n, alpha=alpha),
-            clopper_pearson_upper(obs.k, obs.n, alpha=alpha),
-            obs.n,
-        )
-    return _Bounded(segment, obs.value, obs.ci_low, obs.ci_high, obs.n)
+    value, n, low, high = _value_n_bounds(obs, alpha)
+    return _Bounded(segment, value, low, high, n)
 
 
 def _proportion_trigger(
