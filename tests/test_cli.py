@@ -27,18 +27,22 @@ def run(*args: str) -> object:
     return CliRunner().invoke(main, [*args], catch_exceptions=False)
 
 
-def test_evaluate_writes_the_run_and_fail_on_gates(cli_lake: dict, tmp_path: Path) -> None:
-    as_of = cli_lake["manifest"].end.isoformat()
-    common = [
+def lake_args(cli_lake: dict, reports: Path | None = None) -> list[str]:
+    """--home, --reports (when given), --config and --as-of (the lake's last day) for cli_lake."""
+    return [
         "--home",
         str(cli_lake["home"]),
-        "--reports",
-        str(tmp_path),
+        *(["--reports", str(reports)] if reports is not None else []),
         "--config",
         str(cli_lake["cfg"]),
         "--as-of",
-        as_of,
+        cli_lake["manifest"].end.isoformat(),
     ]
+
+
+def test_evaluate_writes_the_run_and_fail_on_gates(cli_lake: dict, tmp_path: Path) -> None:
+    as_of = cli_lake["manifest"].end.isoformat()
+    common = lake_args(cli_lake, tmp_path)
     r = run("evaluate", *common)
     assert r.exit_code == 0, r.output
     out = tmp_path / cli_lake["config"].feature / as_of
@@ -55,14 +59,7 @@ def test_evaluate_writes_the_run_and_fail_on_gates(cli_lake: dict, tmp_path: Pat
 
 
 def test_thresholds_commands(cli_lake: dict) -> None:
-    common = [
-        "--home",
-        str(cli_lake["home"]),
-        "--config",
-        str(cli_lake["cfg"]),
-        "--as-of",
-        cli_lake["manifest"].end.isoformat(),
-    ]
+    common = lake_args(cli_lake)
     r = run("thresholds", "recommend", *common)
     assert r.exit_code == 0 and "routing:" in r.output and "With probability at least" in r.output
     r = run("thresholds", "whatif", "--auto", "0.92", "--confirm", "0.8", *common)
@@ -103,17 +100,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_report_command_writes_the_page_and_the_index(cli_lake: dict, tmp_path: Path) -> None:
-    r = run(
-        "report",
-        "--home",
-        str(cli_lake["home"]),
-        "--reports",
-        str(tmp_path),
-        "--config",
-        str(cli_lake["cfg"]),
-        "--as-of",
-        cli_lake["manifest"].end.isoformat(),
-    )
+    r = run("report", *lake_args(cli_lake, tmp_path))
     assert r.exit_code == 0, r.output
     page = Path(r.output.split("report: ")[1].split()[0])
     assert page.name == "readiness.html" and page.stat().st_size > 10_000
@@ -267,39 +254,12 @@ def test_verbose_shows_our_stages_not_great_expectations(cli_lake: dict, tmp_pat
     assert r.exit_code == 0, r.output
     assert re.search(r"^ingest: files 1, failed 0, rows read 30, new 30, .*\d s$", r.output, re.M)
     assert "great_expectations" not in r.output.lower() and "Calculating Metrics" not in r.output
-    r = CliRunner().invoke(
-        main,
-        [
-            "-v",
-            "evaluate",
-            "--home",
-            str(cli_lake["home"]),
-            "--reports",
-            str(tmp_path / "r"),
-            "--config",
-            str(cli_lake["cfg"]),
-            "--as-of",
-            cli_lake["manifest"].end.isoformat(),
-        ],
-    )
+    r = CliRunner().invoke(main, ["-v", "evaluate", *lake_args(cli_lake, tmp_path / "r")])
     assert r.exit_code == 0, r.output
     for stage in ("aggregates: days", "evidence: version", "decide: verdict", "publish: outputs"):
         assert re.search(rf"^{stage}.*\d s$", r.output, re.M), (stage, r.output)
     assert f"evaluate {cli_lake['config'].feature} as of" in r.output
-    quiet = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--home",
-            str(cli_lake["home"]),
-            "--reports",
-            str(tmp_path / "r"),
-            "--config",
-            str(cli_lake["cfg"]),
-            "--as-of",
-            cli_lake["manifest"].end.isoformat(),
-        ],
-    )
+    quiet = CliRunner().invoke(main, ["evaluate", *lake_args(cli_lake, tmp_path / "r")])
     assert quiet.exit_code == 0 and "aggregates:" not in quiet.output  # not a terminal, no -v
 
 
