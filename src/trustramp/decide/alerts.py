@@ -49,6 +49,7 @@ from trustramp.config import AlertRule, EscalationStep, RolloutConfig
 from trustramp.contract import IncidentKind, Mode
 from trustramp.decide.eprocess import clopper_pearson_lower, clopper_pearson_upper
 from trustramp.decide.evidence import ALL, Count, Drift, Evidence, Observed
+from trustramp.metrics.drift import PSI_WARNING
 
 __all__ = [
     "DRIFT_ACTION",
@@ -294,7 +295,8 @@ def _drift_alert(d: Drift, config: RolloutConfig) -> Alert:
             status=AlertStatus.FIRING, level=AlertLevel.WARNING, threshold=d.warning, **common
         )
     status = AlertStatus.INSUFFICIENT if d.status == "insufficient" else AlertStatus.OK
-    threshold = d.warning if d.warning == d.warning else 0.1  # NaN when insufficient
+    # NaN when insufficient: show the plain (large-sample) warning level instead
+    threshold = d.warning if d.warning == d.warning else PSI_WARNING
     return Alert(status=status, level=None, threshold=threshold, **common)
 
 
