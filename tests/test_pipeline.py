@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import errno
 import html
 import json
 import os
 import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -308,49 +310,83 @@ def test_a_home_that_cannot_be_created_is_one_clear_error(run: dict, tmp_path: P
             call()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@contextlib.contextmanager
+def _mounted(target: Path, *steps: tuple[str, ...]) -> Iterator[Path]:
+    """Mount a real file system at ``target`` (each step is one ``mount`` call), or skip.
+
+    Needs root with CAP_SYS_ADMIN, which this machine and CI have; elsewhere the test is skipped
+    with the reason.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    mounted = 0
+    try:
+        for step in steps:
+            done = subprocess.run(["mount", *step, str(target)], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount here: {done.stderr.strip() or 'mount failed'}")
+            mounted += 1
+        yield target
+    finally:
+        for _ in range(mounted):
+            subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
+
+
 def test_a_read_only_reports_folder_is_one_clear_error(run: dict, tmp_path: Path) -> None:
+    """A reports folder on a read-only file system (a bind mount, remounted read-only: root
+    is refused there too), or one without write permission for other users."""
     reports = tmp_path / "reports"
     reports.mkdir()
-    reports.chmod(0o500)
-    try:
-        with pytest.raises(NotWritableError, match="Permission denied"):
-            evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
-    finally:
-        reports.chmod(0o700)
+    if os.geteuid() != 0:
+        reports.chmod(0o500)
+        try:
+            with pytest.raises(NotWritableError, match="Permission denied"):
+                evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+        finally:
+            reports.chmod(0o700)
+        return
+    source = tmp_path / "source"
+    source.mkdir()
+    with (
+        _mounted(reports, ("--bind", str(source)), ("-o", "remount,bind,ro")),
+        pytest.raises(NotWritableError) as e,
+    ):
+        evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+    message = str(e.value)
+    assert "\n" not in message and e.value.exit_code == 7
+    assert message.startswith("cannot write the run's outputs at ")
+    assert "Read-only file system" in message
+    assert not any(source.iterdir())  # nothing half-written reached the folder
 
 
 def test_a_full_disk_while_publishing_leaves_the_published_run_whole(
-    run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: dict, tmp_path: Path
 ) -> None:
-    """A full disk (ENOSPC) halfway through writing a run's outputs.
+    """A real full disk (ENOSPC) while a run's outputs are written.
 
-    A real full disk needs a tiny file system, which this machine cannot mount; so one narrowly
-    scoped call, the metrics file's write, is replaced by one that writes a few bytes and then
-    fails with ENOSPC as the disk would. Everything else (the evaluation, the atomic folder
-    swap, the history) is the real code. The run published before must stay whole, nothing
-    half-written may appear, and the history must not record the failed run.
+    The reports folder is a tiny tmpfs: the first run publishes, then a filler file takes all
+    but a few kilobytes, so the next run's outputs hit "No space left on device" partway. The
+    run published before must stay whole, nothing half-written may remain, and the history
+    must not record the failed run.
     """
     reports = tmp_path / "reports"
-    first = evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
-    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
-    runs_before = sorted((run["home"] / "state" / "runs").iterdir())
-
-    def disk_full(frame: object, path: Path) -> None:
-        path.write_bytes(b"PAR1")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-    monkeypatch.setattr("trustramp.store.outputs.write_metrics", disk_full)
-    with pytest.raises(NotWritableError) as e:
-        evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
-    assert re.fullmatch(
-        r"cannot write the run's outputs at \S+metrics\.parquet: No space left on device "
-        r"\(the disk is full; free some space and run again\)",
-        str(e.value),
-    )
-    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
-    assert [p.name for p in (reports / "docs").iterdir()] == ["2026-11-20"]  # no temporaries
-    assert sorted((run["home"] / "state" / "runs").iterdir()) == runs_before
+    with _mounted(reports, ("-t", "tmpfs", "-o", "size=4m", "tmpfs")):
+        first = evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+        before = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+        runs_before = sorted((run["home"] / "state" / "runs").iterdir())
+        free = os.statvfs(reports)
+        filler = reports / "filler"
+        with filler.open("wb") as f:  # leave about 8 KiB: less than one run's outputs
+            f.write(b"\0" * max(0, free.f_bavail * free.f_frsize - 8192))
+        with pytest.raises(NotWritableError) as e:
+            evaluate(home=run["home"], reports=reports, as_of=AS_OF, config=run["cfg"])
+        assert re.fullmatch(
+            r"cannot write the run's outputs at \S+: No space left on device "
+            r"\(the disk is full; free some space and run again\)",
+            str(e.value),
+        )
+        assert {p.name: p.read_bytes() for p in first.run_dir.iterdir()} == before
+        assert [p.name for p in (reports / "docs").iterdir()] == ["2026-11-20"]  # no temporaries
+        assert sorted((run["home"] / "state" / "runs").iterdir()) == runs_before
 
 
 def test_a_landing_folder_that_changes_during_the_walk(tmp_path: Path) -> None:
