@@ -405,3 +405,29 @@ def test_evaluate_judges_accuracy_on_the_customers_design_effect(
         assert count.clusters == len(known)
     crit = [c for c in res.verdict.criteria if c.metric == "accuracy" and c.segment == "all"]
     assert crit and crit[0].design_effect == pytest.approx(ev.accuracy["all"].design_effect)
+
+
+def test_design_effects_do_not_depend_on_row_order() -> None:
+    """A nightly run (cached days) and a full run hand build_evidence the same customer rows in
+    different orders; the design effects, and so the verdicts, must be bit-identical."""
+    from trustramp.decide.evidence import Count
+    from trustramp.evaluation import _clustered
+
+    rng = np.random.default_rng(11)
+    size = 20_000
+    rows = pd.DataFrame(
+        {
+            "segment": rng.choice(["smb", "enterprise", "internal"], size),
+            "customer_id": rng.integers(0, 700, size).astype(str),
+            "k": rng.integers(0, 30, size),
+            "n": rng.integers(30, 40, size),
+        }
+    )
+    rows.loc[rows.index[:50], "customer_id"] = None  # items without a customer
+    counts = {s: Count(1, 2) for s in ("all", "smb", "enterprise", "internal")}
+    first = _clustered(counts, rows, "k", "n", 0.95)
+    for seed in range(5):
+        again = _clustered(counts, rows.sample(frac=1, random_state=seed), "k", "n", 0.95)
+        assert {s: c.design_effect for s, c in again.items()} == {
+            s: c.design_effect for s, c in first.items()
+        }

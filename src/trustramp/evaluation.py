@@ -565,14 +565,14 @@ def _clustered(
 
     loose = customers["customer_id"].isna()
     # one grouping by (segment, customer); "all" sums a customer's segments
-    by = customers[~loose].groupby(["segment", "customer_id"], sort=False)[[k, n]].sum()
+    by = customers[~loose].groupby(["segment", "customer_id"], sort=True)[[k, n]].sum()
     by = by[by[n] > 0]
-    unclustered = customers[loose].groupby("segment", sort=False)[[k, n]].sum()
+    unclustered = customers[loose].groupby("segment", sort=True)[[k, n]].sum()
     segments = by.index.get_level_values("segment")
     out: dict[str, Count] = {}
     for seg, count in counts.items():
         if seg == "all":
-            g = by.groupby(level="customer_id", sort=False).sum()
+            g = by.groupby(level="customer_id", sort=True).sum()
             lk, ln = unclustered[k].sum(), unclustered[n].sum()
         else:
             g = by[segments == seg]
