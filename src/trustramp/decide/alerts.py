@@ -49,7 +49,6 @@ from trustramp.config import AlertRule, EscalationStep, RolloutConfig
 from trustramp.contract import IncidentKind, Mode
 from trustramp.decide.eprocess import clopper_pearson_lower, clopper_pearson_upper
 from trustramp.decide.evidence import ALL, Count, Drift, Evidence, Observed
-from trustramp.metrics.drift import PSI_WARNING
 
 __all__ = [
     "DRIFT_ACTION",
@@ -295,7 +294,10 @@ def _drift_alert(d: Drift, config: RolloutConfig) -> Alert:
             status=AlertStatus.FIRING, level=AlertLevel.WARNING, threshold=d.warning, **common
         )
     status = AlertStatus.INSUFFICIENT if d.status == "insufficient" else AlertStatus.OK
-    # NaN when insufficient: show the plain (large-sample) warning level instead
+    # NaN when insufficient: show the plain (large-sample) warning level instead. Imported
+    # here: the metrics package imports pandas (and with it pyarrow), which decide does not load.
+    from trustramp.metrics.drift import PSI_WARNING
+
     threshold = d.warning if d.warning == d.warning else PSI_WARNING
     return Alert(status=status, level=None, threshold=threshold, **common)
 
