@@ -507,8 +507,7 @@ def _load_aggregates(
     stale = daycache.stale_days(
         home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
     )
-    if not stale:  # nothing to compute: no Spark session (days an ingest adds meanwhile: DuckDB)
-        spec = EngineSpec()
+    spec = spec.for_work(bool(stale))
     # Spark starts (seconds) before the lock is taken, not while holding it.
     with stage("aggregates", days=(as_of - win.first).days + 1) as line, spec.started() as eng:
         with writer_lock(home.root, wait_seconds=wait_seconds):
@@ -562,8 +561,7 @@ def refresh_day_statistics(
         )
         for cfg in cfgs
     )
-    if not stale:  # nothing to compute: no Spark session
-        spec = EngineSpec()
+    spec = spec.for_work(stale)
     try:
         with spec.started() as eng:
             for cfg in cfgs:

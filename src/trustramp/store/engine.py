@@ -124,6 +124,11 @@ class EngineSpec:
             )
         return cls(chosen, spark_remote, spark_master)
 
+    def for_work(self, stale: bool) -> EngineSpec:
+        """This engine when there are stale days to compute, else DuckDB: no Spark session is
+        started for nothing (days an ingest adds meanwhile are computed on DuckDB)."""
+        return self if stale else EngineSpec()
+
     def export(self) -> None:
         """Put this choice in the environment, for code that reads it there (a flow run)."""
         os.environ[ENGINE_ENV] = self.name
