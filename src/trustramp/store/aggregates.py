@@ -348,7 +348,7 @@ def features(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def quarantine_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     with translated("reading the quarantine"):
-        rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
+        rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
     return {r: int(n) for r, n in rows}
 
 
@@ -438,7 +438,7 @@ def customer_grid(
 def ingest_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows landed per kind, from the ingest log."""
     with translated("reading the ingest log"):
-        rows = con.execute("SELECT kind, sum(rows_new) FROM ingest_log GROUP BY kind").fetchall()
+        rows = con.execute("SELECT kind, sum(rows_new) FROM ingest_log GROUP BY kind ORDER BY kind").fetchall()
     return {k: int(n or 0) for k, n in rows}
 
 
