@@ -214,16 +214,19 @@ def _profiled(con: Any, query: str, params: dict[str, Any], path: Path) -> dict[
 
 @task
 def lake_queries(args: dict[str, Any]) -> dict[str, Any]:
-    """Time each query evaluate sends to the lake (stage 1 and the gate-window queries).
+    """Time stage 1 (every query evaluate sends to the lake) and the gate-window statistics
+    summed from its day frames.
 
-    Each call is timed as evaluate makes it; then the stage-1 SQL (`cells.sql`) and the heaviest
-    gate-window query run again under DuckDB's profiler for an operator breakdown.
+    Each call is timed as evaluate makes it; then the stage-1 join (`joined.sql`) and the
+    grouping sets over it (`cells.sql`) run again under DuckDB's profiler for an operator
+    breakdown.
     """
     from trustramp.config import load_config
     from trustramp.evaluation import windows_for
     from trustramp.metrics import LOG_LOSS_EPS
     from trustramp.store import aggregates as agg
     from trustramp.store.duck import sql
+    from trustramp.store.engine import DuckEngine
     from trustramp.store.lake import Home, reader
 
     cfg = load_config(args["config"])
@@ -233,15 +236,20 @@ def lake_queries(args: dict[str, Any]) -> dict[str, Any]:
     bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
     gs, ge = win.gate_start, win.gate_end
     con = reader(Home.at(args["home"]))
+    got: dict[str, Any] = {}
+
+    def stage1() -> None:
+        got["aggs"] = agg.compute_aggregates(
+            con, f, win.first, as_of, bins=bins, grid_step=step, seed=cfg.statistics.seed
+        )
+
     calls: dict[str, Callable[[], Any]] = {
-        "compute_aggregates (stage 1, whole window)": lambda: agg.compute_aggregates(
-            con, f, win.first, as_of, bins=bins, grid_step=step
-        ),
-        "paired_table": lambda: agg.paired_table(con, f, gs, ge, v, prev),
-        "customer_grid": lambda: agg.customer_grid(con, f, gs, ge, v, grid_step=step),
-        "equal_mass_bins": lambda: agg.equal_mass_bins(con, f, gs, ge, v, bins),
-        "classwise_bins": lambda: agg.classwise_bins(con, f, gs, ge, v, bins),
-        "labeled_sample": lambda: agg.labeled_sample(con, f, gs, ge, v, seed=cfg.statistics.seed),
+        "compute_aggregates (stage 1, whole window)": stage1,
+        "paired_table": lambda: agg.paired_table(got["aggs"], gs, ge, v, prev),
+        "customer_grid": lambda: agg.customer_grid(got["aggs"], gs, ge, v),
+        "equal_mass_bins": lambda: agg.equal_mass_bins(got["aggs"], gs, ge, v, bins),
+        "classwise_bins": lambda: agg.classwise_bins(got["aggs"], gs, ge, v),
+        "labeled_sample": lambda: agg.labeled_sample(got["aggs"], gs, ge, v),
     }
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -255,26 +263,20 @@ def lake_queries(args: dict[str, Any]) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         days = [win.first + dt.timedelta(days=i) for i in range((as_of - win.first).days + 1)]
         p = {"feature": f, "start": win.first, "end": as_of, "days": days}
-        profiles = {
-            "cells.sql": _profiled(
-                con,
-                sql("cells"),
-                {
-                    **p,
-                    "bins": bins,
-                    "grid_scale": round(step * 1e6),
-                    "n_grid": round(1 / step),
-                    "eps": LOG_LOSS_EPS,
-                },
-                out_dir / "cells.json",
-            ),
-            "equal_mass.sql": _profiled(
-                con,
-                sql("equal_mass"),
-                {"feature": f, "start": gs, "end": ge, "version": v, "bins": bins},
-                out_dir / "equal_mass.json",
-            ),
+        joined = agg._with_latest(sql("joined")).replace("__CLASSPROB__", "CAST(NULL AS VARCHAR)")
+        cells_params = {
+            "bins": bins,
+            "grid_scale": round(step * 1e6),
+            "n_grid": round(1 / step),
+            "eps": LOG_LOSS_EPS,
         }
+        profiles = {
+            "joined.sql": _profiled(con, joined, agg._bound(joined, p), out_dir / "joined.json")
+        }
+        with DuckEngine(con).held("joined", joined, agg._bound(joined, p)):
+            profiles["cells.sql"] = _profiled(
+                con, agg._with_latest(sql("cells")), cells_params, out_dir / "cells.json"
+            )
     finally:
         con.close()
     return {"seconds": seconds, "calls": timings, "profiles": profiles}

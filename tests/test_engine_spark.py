@@ -23,8 +23,19 @@ if find_java_home() is None:
 
 pytestmark = pytest.mark.slow
 
-FRAMES = ("cells", "customers", "confusion", "latency", "confidence")
-FLOATS = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"}
+FRAMES = (
+    "cells",
+    "customers",
+    "confusion",
+    "latency",
+    "confidence",
+    "grid",
+    "paired",
+    "mass",
+    "classwise",
+    "sample",
+)
+FLOATS = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum", "prob_sum", "confidence"}
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +60,12 @@ def copy_lake(lake: dict, folder: Path) -> Path:
     return folder / "home"
 
 
-def assert_same(duck: Aggregates, spark: Aggregates) -> None:
+def assert_same(duck: Aggregates, spark: Aggregates, *, some: bool = True) -> None:
+    """Equal frames; each with rows unless `some` is false (a few days may have no paired
+    items)."""
     for name in FRAMES:
         a, b = getattr(duck, name), getattr(spark, name)
-        assert len(a) > 0, name
+        assert len(a) > 0 or not some, name
         assert dict(a.dtypes) == dict(b.dtypes), name
         keys = [c for c in a.columns if c not in FLOATS and c not in _counts(name)]
         a = a.sort_values(keys, na_position="first").reset_index(drop=True)
@@ -66,7 +79,16 @@ def assert_same(duck: Aggregates, spark: Aggregates) -> None:
 def _counts(name: str) -> set[str]:
     from trustramp.store.aggregates import CELL_MEASURES
 
-    return set(CELL_MEASURES) if name in ("cells", "customers") else {"n"}
+    return (
+        set(CELL_MEASURES)
+        if name in ("cells", "customers")
+        else {
+            "grid": {"labeled", "correct", "n"},
+            "mass": {"n", "correct"},
+            "classwise": {"n", "hits"},
+            "sample": set(),
+        }.get(name, {"n"})
+    )
 
 
 def test_whole_window_day_statistics_are_identical(lake: dict, spark: SparkEngine) -> None:
@@ -94,7 +116,8 @@ def test_some_days_restrict_the_decisions_alike(lake: dict, spark: SparkEngine) 
         con.close()
     got = compute_aggregates(spark, lake["feature"], start, end, days=days)
     assert set(got.cells["day"]) == set(days)
-    assert_same(duck, got)
+    assert_same(duck, got, some=False)
+    assert len(got.cells) and len(got.grid) and len(got.sample)
 
 
 def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
@@ -130,6 +153,7 @@ def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
             max(days),
             bins=cfg.statistics.ece_bins,
             grid_step=cfg.routing.grid_step,
+            seed=cfg.statistics.seed,
         )
     assert_same(cached["duckdb"], cached["spark"])
     duck, got = (_rounded(results[n].verdict.to_dict()) for n in ("duckdb", "spark"))
@@ -187,22 +211,23 @@ def test_nightly_spark_refresh_leaves_the_evaluation_nothing_to_recompute(
     )
 
 
-GATE_QUERIES = ("paired", "customer_grid", "classwise", "equal_mass")
-"""The gate window's queries (they run on DuckDB) whose rows Spark reproduces too; not
-labeled_sample.sql (ordered by an engine-specific hash) nor slice_counts.sql (DuckDB's JSON
-path syntax, `$."column"`, is not Spark's)."""
+ROW_QUERIES = ("grid", "paired_days", "mass", "classwise_days", "sample_days")
+"""The per-day queries over `joined` whose rows are compared here too (cells.sql is compared
+through `compute_aggregates` above); not slice_counts.sql (DuckDB's JSON path syntax,
+`$."column"`, is not Spark's: it runs on DuckDB only)."""
 
 
 def test_every_query_file_runs_on_spark_with_duckdbs_columns(
     lake: dict, spark: SparkEngine
 ) -> None:
     """Beyond parsing: every store/sql/*.sql file, translated, passes Spark's analyzer with the
-    column names DuckDB gives it, and the gate window's queries also give DuckDB's rows (over a
-    `gate_rows` view that Spark builds from the translated gate_rows.sql)."""
+    column names DuckDB gives it, and the per-day queries over `joined` (held by each engine
+    from joined.sql) also give DuckDB's rows, the md5-keyed sample included."""
     from test_engine_transpile import SQL_NAMES
 
     from trustramp.store import aggregates as agg
     from trustramp.store.duck import sql
+    from trustramp.store.engine import DuckEngine
     from trustramp.store.spark import _args
     from trustramp.store.transpile import to_spark
 
@@ -211,50 +236,46 @@ def test_every_query_file_runs_on_spark_with_duckdbs_columns(
     con = reader(home)
     try:
         start, end = data_window(con, lake["feature"])
-        versions = [
-            v for (v,) in con.execute("SELECT DISTINCT model_version FROM predictions").fetchall()
-        ]
         params = {
             "feature": lake["feature"],
             "start": start,
             "end": end,
-            "days": [start + dt.timedelta(days=i) for i in (0, 3, 9)],
-            "versions": sorted(versions),
-            "version": versions[0],
-            "candidate": versions[0],
-            "previous": versions[-1],
+            "days": [start + dt.timedelta(days=i) for i in range((end - start).days + 1)],
+            "version": "v1",
             "bins": 15,
             "grid_scale": 10_000,
             "n_grid": 100,
             "eps": 1e-15,
             "n_log": 672,
             "max_ms": 600_000.0,
-            "limit": 50,
-            "seed": 0,
+            "shift": agg.sample_shift(3),
+            "cap": 40,
             "path": '$."x"',
         }
-        agg.prepare_gate_rows(con, lake["feature"], start, end, sorted(versions))
-        gate = agg._with_latest(sql("gate_rows"), items=agg.GATE_ITEMS)
-        spark.spark.sql(
-            to_spark(gate), args=_args(agg._bound(gate, params))
-        ).createOrReplaceTempView("gate_rows")
-        for name in SQL_NAMES:
-            query = agg._with_latest(
+
+        def text(name: str) -> str:
+            return agg._with_latest(
                 sql(name),
                 items=agg._items_predicted("__DAYS__"),
                 days="list_contains($days, date)",
                 few=True,
-            )
-            bound = agg._bound(query, params)
-            duck = con.execute(query, bound).df()
-            got = spark.spark.sql(to_spark(query), args=_args(bound))
-            assert got.columns == list(duck.columns), name
-            if name in GATE_QUERIES:
-                assert len(duck) > 0, name
-                rows = spark.query(query, bound)
-                keys = list(duck.columns)
-                a = duck.sort_values(keys).reset_index(drop=True)
-                b = rows.sort_values(keys).reset_index(drop=True)
-                pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9, obj=name)
+            ).replace("__CLASSPROB__", "class_probabilities")
+
+        joined = text("joined")
+        bound = agg._bound(joined, params)
+        with DuckEngine(con).held("joined", joined, bound), spark.held("joined", joined, bound):
+            for name in SQL_NAMES:
+                query = text(name)
+                bound = agg._bound(query, params)
+                duck = con.execute(query, bound).df()
+                got = spark.spark.sql(to_spark(query), args=_args(bound))
+                assert got.columns == list(duck.columns), name
+                if name in ROW_QUERIES:
+                    assert len(duck) > 0, name
+                    rows = spark.query(query, bound)
+                    keys = list(duck.columns)
+                    a = duck.sort_values(keys).reset_index(drop=True)
+                    b = rows.sort_values(keys).reset_index(drop=True)
+                    pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-9, obj=name)
     finally:
         con.close()

@@ -31,13 +31,15 @@ not have it. Give it a rewrite in store/transpile.py, or, where Spark has it und
 def expansions(name: str) -> list[str]:
     """The query texts `aggregates` runs from one file: each way its placeholders get filled."""
     days = ["TRUE", "list_contains($days, date)"]
-    items = ["TRUE", agg._items_predicted("__DAYS__"), agg.GATE_ITEMS]
+    items = ["TRUE", agg._items_predicted("__DAYS__")]
+    probs = ["class_probabilities", "CAST(NULL AS VARCHAR)"]
     return sorted(
         {
-            agg._with_latest(sql(name), items=i, days=d, few=few)
+            agg._with_latest(sql(name), items=i, days=d, few=few).replace("__CLASSPROB__", c)
             for d in days
             for i in items
             for few in (False, True)
+            for c in probs
         }
     )
 
@@ -46,7 +48,17 @@ ALL = [(name, q) for name in SQL_NAMES for q in expansions(name)]
 
 
 def test_every_query_file_is_covered() -> None:
-    assert {"cells", "latency", "confidence_hist", "gate_rows"} <= set(SQL_NAMES)
+    assert {
+        "joined",
+        "cells",
+        "grid",
+        "paired_days",
+        "mass",
+        "classwise_days",
+        "sample_days",
+        "latency",
+        "confidence_hist",
+    } <= set(SQL_NAMES)
     assert len(ALL) >= len(SQL_NAMES)
 
 
@@ -59,12 +71,13 @@ def test_query_parses_as_spark_sql_with_nothing_duckdb_only_left(name: str, quer
     assert calls <= SPARK_ONLY_CALLS, f"{name}: functions passed through untranslated: {calls}"
     assert all(len(g.expressions) <= 1 for g in tree.find_all(exp.Grouping))
     # Parameters survive as Spark's named markers, one for each `$name` the query binds.
-    bound = {p for p in ("feature", "start", "end", "days", "version", "bins") if f"${p}" in query}
+    names = ("feature", "start", "end", "days", "bins", "grid_scale", "n_grid", "shift", "cap")
+    bound = {p for p in names if f"${p}" in query}
     assert {p for p in bound if f":{p}" in spark} == bound
 
 
 def test_the_latest_decision_rule_becomes_max_by_a_struct() -> None:
-    spark = to_spark(agg._with_latest(sql("cells")))
+    spark = to_spark(agg._with_latest(sql("joined")))
     assert "MAX_BY(`human_label`, STRUCT(`decided_at`, `decision_id`))" in spark
     assert "MIN_BY(`action`, STRUCT(`decided_at`, `decision_id`))" in spark
     assert "XXHASH64(`item_id`)" in spark

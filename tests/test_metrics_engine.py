@@ -193,12 +193,8 @@ def test_gate_population_metrics_match_array_references(demo_lake: dict) -> None
             win,
             pop,
             cfg,
-            equal_mass=agg.equal_mass_bins(
-                con, cfg.feature, win.gate_start, win.gate_end, pop.version, 15
-            ),
-            classwise=agg.classwise_bins(
-                con, cfg.feature, win.gate_start, win.gate_end, pop.version, 15
-            ),
+            equal_mass=agg.equal_mass_bins(aggs, win.gate_start, win.gate_end, pop.version, 15),
+            classwise=agg.classwise_bins(aggs, win.gate_start, win.gate_end, pop.version),
         )
     finally:
         con.close()

@@ -11,6 +11,7 @@ import pytest
 from conftest import pred_row, raw_joined, write_rows
 
 from trustramp.store import aggregates as agg
+from trustramp.store import daycache
 from trustramp.store.lake import Home, reader
 
 DAY = dt.date(2026, 11, 1)
@@ -71,8 +72,8 @@ def test_latest_decision_per_item_matches_the_rule(lake: Path) -> None:
     con = reader(Home.at(lake))
     try:
         aggs = agg.compute_aggregates(con, "feat", DAY, DAY)
-        grid = agg.customer_grid(con, "feat", DAY, DAY, "v1")
-        sample = agg.labeled_sample(con, "feat", DAY, DAY, "v1")
+        grid = agg.customer_grid(aggs, DAY, DAY, "v1")
+        sample = agg.labeled_sample(aggs, DAY, DAY, "v1")
     finally:
         con.close()
     cells = aggs.cells
@@ -99,7 +100,7 @@ def test_only_some_days_restricts_the_decisions_but_not_the_result(lake: Path) -
         some = agg.compute_aggregates(con, "feat", DAY, DAY, days=[DAY])
     finally:
         con.close()
-    for name in ("cells", "customers", "confusion"):
+    for name in daycache.FRAMES:
         a, b = getattr(whole, name), getattr(some, name)
         a = a[a["day"] == DAY]
         cols = list(a.columns)

@@ -499,13 +499,20 @@ def _load_aggregates(
 
     win = _windows(cfg, as_of)
     _check_data(con, home, cfg, win)
-    bins, step = cfg.statistics.ece_bins, cfg.routing.grid_step
+    bins, step, seed = cfg.statistics.ece_bins, cfg.routing.grid_step, cfg.statistics.seed
     # The day cache is written, then read, under the lock: another writer (an ingest, another
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
     spec = engine if engine is not None else EngineSpec.of()
     stale = daycache.stale_days(
-        home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, full=full_recompute
+        home,
+        cfg.feature,
+        win.first,
+        as_of,
+        bins=bins,
+        grid_step=step,
+        seed=seed,
+        full=full_recompute,
     )
     spec = spec.for_work(bool(stale))
     # Spark starts (seconds) before the lock is taken, not while holding it.
@@ -519,10 +526,13 @@ def _load_aggregates(
                 as_of,
                 bins=bins,
                 grid_step=step,
+                seed=seed,
                 full=full_recompute,
                 engine=eng,
             )
-            aggs = daycache.load(home, cfg.feature, win.first, as_of, bins=bins, grid_step=step)
+            aggs = daycache.load(
+                home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, seed=seed
+            )
         line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
     return win, aggs, refreshed
 
@@ -558,6 +568,7 @@ def refresh_day_statistics(
             day,
             bins=cfg.statistics.ece_bins,
             grid_step=cfg.routing.grid_step,
+            seed=cfg.statistics.seed,
         )
         for cfg in cfgs
     )
@@ -578,6 +589,7 @@ def refresh_day_statistics(
                             day,
                             bins=cfg.statistics.ece_bins,
                             grid_step=cfg.routing.grid_step,
+                            seed=cfg.statistics.seed,
                             engine=eng,
                         )
                     line.update(recomputed=len(out[cfg.feature].recomputed))
@@ -599,17 +611,13 @@ def _open_home(
         return h, reader(h, memory_limit=memory_limit)
 
 
-def _customer_grid(
-    con: duckdb.DuckDBPyConnection, cfg: RolloutConfig, win: Windows, pop: GatePopulation
-) -> pd.DataFrame | None:
+def _customer_grid(aggs: Aggregates, win: Windows, pop: GatePopulation) -> pd.DataFrame | None:
     """Per-customer threshold counts of the certified population (None without a version)."""
     from trustramp.store import aggregates as agg
 
     if not pop.version:
         return None
-    return agg.customer_grid(
-        con, cfg.feature, win.gate_start, win.gate_end, pop.version, grid_step=cfg.routing.grid_step
-    )
+    return agg.customer_grid(aggs, win.gate_start, win.gate_end, pop.version)
 
 
 def recommend_thresholds(
@@ -634,7 +642,7 @@ def recommend_thresholds(
     try:
         win, aggs, _ = _load_aggregates(con, h, cfg, day, wait_seconds=wait_seconds)
         pop = gate_population(aggs, win, cfg)
-        cust_grid = _customer_grid(con, cfg, win, pop)
+        cust_grid = _customer_grid(aggs, win, pop)
     finally:
         con.close()
     with stage("thresholds", version=pop.version or "none"):
@@ -799,13 +807,11 @@ def evaluate(
         (lake_commits,) = con.sql("SELECT count(DISTINCT source) FROM ingest_log").fetchall()[0]
         pop = gate_population(aggs, win, cfg)
         paired = (
-            agg.paired_table(
-                con, cfg.feature, win.gate_start, win.gate_end, pop.version, pop.previous
-            )
+            agg.paired_table(aggs, win.gate_start, win.gate_end, pop.version, pop.previous)
             if pop.version and pop.previous
             else None
         )
-        cust_grid = _customer_grid(con, cfg, win, pop)
+        cust_grid = _customer_grid(aggs, win, pop)
         edge_cases = {}
         slices: dict[str, pd.DataFrame] = {}
         if pop.version:
@@ -841,38 +847,19 @@ def evaluate(
                 pop,
                 cfg,
                 equal_mass=agg.equal_mass_bins(
-                    con,
-                    cfg.feature,
-                    win.gate_start,
-                    win.gate_end,
-                    pop.version,
-                    cfg.statistics.ece_bins,
+                    aggs, win.gate_start, win.gate_end, pop.version, cfg.statistics.ece_bins
                 ),
-                classwise=agg.classwise_bins(
-                    con,
-                    cfg.feature,
-                    win.gate_start,
-                    win.gate_end,
-                    pop.version,
-                    cfg.statistics.ece_bins,
-                ),
+                classwise=agg.classwise_bins(aggs, win.gate_start, win.gate_end, pop.version),
             )
         recal = None
         if _miscalibrated(evidence, cfg) and pop.version:
             from trustramp.decide.recalibration import fit_recalibration
 
-            sample = agg.labeled_sample(
-                con,
-                cfg.feature,
-                win.gate_start,
-                win.gate_end,
-                pop.version,
-                seed=cfg.statistics.seed,
-            )
+            sample = agg.labeled_sample(aggs, win.gate_start, win.gate_end, pop.version)
             recal = fit_recalibration(
                 sample["confidence"].to_numpy(float),
                 sample["correct"].to_numpy(int),
-                keys=sample["item_key"].to_numpy(),
+                keys=sample["sample_key"].to_numpy(),
                 seed=cfg.statistics.seed,
                 n_bins=cfg.statistics.ece_bins,
             )

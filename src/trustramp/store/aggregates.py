@@ -1,8 +1,12 @@
 """Stage 1 of the metrics engine: DuckDB reduces the lake to small tables of sufficient statistics.
 
-Nothing here returns raw rows (except the feature's incidents, a handful): every frame has one row
-per group, so its size depends on the number of days, versions, segments, customers and bins,
-never on the number of predictions.
+Every output is a per-day sufficient statistic (issue 17), computed once per (feature, day) from
+one join of the day's predictions to their latest decisions (joined.sql), cached per day
+(`daycache`), and merged by summing: the gate window's paired table, customer grid, equal-mass
+and class-wise bins and recalibration sample are sums of its days (the functions at the end).
+Nothing here returns raw rows, except the recalibration sample's candidates (at most
+SAMPLE_PER_DAY per version and day) and the feature's incidents (a handful): a frame's size
+depends on the number of days, versions, segments, customers and bins, not on the predictions.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from trustramp.store.duck import memory_limit_bytes, sql, translated
@@ -43,6 +48,14 @@ CELL_MEASURES = [
 ]
 
 
+INT_MEASURES = frozenset(
+    c
+    for c in [*CELL_MEASURES, "hits"]
+    if c not in ("conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum")
+)
+"""Count columns (int64 in every frame, whatever the engine returned)."""
+
+
 @dataclass(frozen=True)
 class Aggregates:
     """Sufficient statistics of one feature over [start, end] (dates inclusive)."""
@@ -62,6 +75,52 @@ class Aggregates:
     """model_version, segment, mode, day, lat_bin, n (bins of trustramp.metrics.latency)."""
     confidence: pd.DataFrame
     """model_version, day, bin, n: all traffic with a confidence, on `bins` equal-width bins."""
+    grid: pd.DataFrame = field(default_factory=lambda: empty_frame("grid"))
+    """model_version, customer_id, day, grid_bin, labeled, correct, n: unshown, successful
+    predictions with a confidence (the thresholds' customers as clusters)."""
+    paired: pd.DataFrame = field(default_factory=lambda: empty_frame("paired"))
+    """day, version_a, version_b, hit_a, hit_b, n: labeled unshown items two versions predicted
+    on the same day (version_a < version_b)."""
+    mass: pd.DataFrame = field(default_factory=lambda: empty_frame("mass"))
+    """model_version, day, cell, n, correct, conf_sum: labeled unshown predictions on cells of
+    1e-4 of confidence (equal-mass bins are cut from it)."""
+    classwise: pd.DataFrame = field(default_factory=lambda: empty_frame("classwise"))
+    """model_version, day, class, bin, n, hits, prob_sum (bin -1: items by human label)."""
+    sample: pd.DataFrame = field(default_factory=lambda: empty_frame("sample"))
+    """model_version, day, confidence, correct, sample_key: each version and day's SAMPLE_PER_DAY
+    labeled unshown predictions of smallest md5 key (the recalibration sample's candidates)."""
+
+
+def empty_frame(name: str) -> pd.DataFrame:
+    """A frame of `Aggregates` with its columns and no rows."""
+    cols = {
+        "cells": ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES],
+        "customers": ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES],
+        "confusion": [
+            "model_version",
+            "segment",
+            "shown",
+            "day",
+            "predicted_label",
+            "human_label",
+            "n",
+        ],
+        "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
+        "confidence": ["model_version", "day", "bin", "n"],
+        "grid": ["model_version", "customer_id", "day", "grid_bin", "labeled", "correct", "n"],
+        "paired": ["day", "version_a", "version_b", "hit_a", "hit_b", "n"],
+        "mass": ["model_version", "day", "cell", "n", "correct", "conf_sum"],
+        "classwise": ["model_version", "day", "class", "bin", "n", "hits", "prob_sum"],
+        "sample": ["model_version", "day", "confidence", "correct", "sample_key"],
+    }[name]
+    floats = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum", "prob_sum", "confidence"}
+    ints = {*INT_MEASURES, "grid_bin", "cell", "bin", "sample_key"}
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype="float64" if c in floats else "int64" if c in ints else object)
+            for c in cols
+        }
+    )
 
 
 def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
@@ -155,6 +214,7 @@ def compute_aggregates(
     bins: int = 15,
     grid_step: float = 0.01,
     days: list[dt.date] | None = None,
+    seed: int = 0,
 ) -> Aggregates:
     """Run the stage-1 queries on a connection that has the catalog's views, or on an engine
     (`store.engine`) that has the lake attached.
@@ -172,6 +232,8 @@ def compute_aggregates(
         "eps": LOG_LOSS_EPS,
         "n_log": LATENCY_LOG_BINS,
         "max_ms": LATENCY_MAX_MS,
+        "shift": sample_shift(seed),
+        "cap": SAMPLE_PER_DAY,
     }
     day_filter = _days_filter(start, end, days)
     lat_sql = _with_latest(sql("latency"), days=day_filter)
@@ -183,11 +245,18 @@ def compute_aggregates(
     chunk_rows = _chunk_rows(engine.con) if isinstance(engine, DuckEngine) else sys.maxsize
     with engine.translated(f"aggregating {feature} {start}..{end}"):
         chunks = _chunks(wanted, day_rows, chunk_rows)
-        parts = [_grouping_sets(engine, p, c, len(day_rows)) for c in chunks]
+        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in JOINED_FRAMES}
+        for c in chunks:
+            for name, frame in _chunk_frames(engine, p, c, len(day_rows)).items():
+                parts[name].append(frame)
         # (an empty part, of days without predictions, would turn the dtypes into object)
-        raw = pd.concat([f for f in parts if len(f)] or parts[:1], ignore_index=True)
+        got = {
+            n: pd.concat([f for f in fs if len(f)] or fs[:1], ignore_index=True)
+            for n, fs in parts.items()
+        }
         lat = engine.query(lat_sql, _bound(lat_sql, p))
         conf = engine.query(conf_sql, _bound(conf_sql, p))
+    raw = got["cells"]
     gid = raw.pop("grouping_id")
     cells = raw[gid == GROUPING["cells"]][
         ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES]
@@ -211,13 +280,43 @@ def compute_aggregates(
         confusion=_tidy(confusion),
         latency=_tidy(lat),
         confidence=_tidy(conf),
+        grid=_tidy(got["grid"]),
+        paired=_tidy(got["paired"]),
+        mass=_tidy(got["mass"]),
+        classwise=_tidy(got["classwise"]),
+        sample=_tidy(got["sample"]),
     )
 
 
-def _grouping_sets(
+JOINED_FRAMES = {
+    "cells": "cells",
+    "grid": "grid",
+    "paired": "paired_days",
+    "mass": "mass",
+    "classwise": "classwise_days",
+    "sample": "sample_days",
+}
+"""The per-day frames read from one chunk's `joined` relation, and their queries."""
+
+SAMPLE_PER_DAY = 25_000
+"""Recalibration-sample candidates kept per version and day (sample_days.sql). The sample of a
+window is its `limit` (200,000) smallest keys; it is the same as over the window's rows whenever
+no day holds more than SAMPLE_PER_DAY of them (e.g. a gate window of 8 or more days of even
+traffic)."""
+
+_SHIFT = 0x9E3779B97F4A7C15 % 2**63  # 2^64 / golden ratio, mod 2^63
+
+
+def sample_shift(seed: int) -> int:
+    """The recalibration sample's key shift for a seed (an integer in [0, 2^63))."""
+    return (int(seed) * _SHIFT) % 2**63
+
+
+def _chunk_frames(
     engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int
-) -> pd.DataFrame:
-    """cells.sql on some prediction days (all of [start, end] in `params` when `days` is empty)."""
+) -> dict[str, pd.DataFrame]:
+    """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
+    is empty): joined.sql held once, then each frame's query over it."""
     p = dict(params)
     if days:
         p.update(start=days[0], end=days[-1], days=days)
@@ -227,8 +326,31 @@ def _grouping_sets(
     # and the restriction would cost more than it saves.
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     items = _items_predicted("__DAYS__") if 2 * n_days < lake_days else "TRUE"
-    query = _with_latest(sql("cells"), items=items, days=day_filter, few=items != "TRUE")
-    return engine.query(query, _bound(query, p))
+    probs = _has_class_probabilities(engine, p, day_filter)
+    joined = _with_latest(sql("joined"), items=items, days=day_filter, few=items != "TRUE")
+    joined = joined.replace(
+        "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
+    )
+    out: dict[str, pd.DataFrame] = {}
+    with engine.held("joined", joined, _bound(joined, p)):
+        for name, query_name in JOINED_FRAMES.items():
+            if name == "classwise" and not probs:
+                out[name] = empty_frame("classwise")
+                continue
+            query = _with_latest(sql(query_name))
+            out[name] = engine.query(query, _bound(query, p))
+    return out
+
+
+def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filter: str) -> bool:
+    """Whether any unshown prediction of these days carries class_probabilities (the class-wise
+    bins are computed only then)."""
+    query = (
+        "SELECT count(*) AS n FROM (SELECT 1 FROM predictions WHERE feature = $feature "
+        f"AND date BETWEEN $start AND $end AND {day_filter} AND mode = 'shadow' "
+        "AND class_probabilities IS NOT NULL LIMIT 1)"
+    )
+    return bool(engine.query(query, _bound(query, params))["n"].iloc[0])
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -236,70 +358,9 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     if "day" in frame:
         frame["day"] = pd.to_datetime(frame["day"]).dt.date
     for c in frame.columns:
-        if c in CELL_MEASURES and c not in ("conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"):
+        if c in INT_MEASURES:
             frame[c] = frame[c].astype("int64")
     return frame
-
-
-GATE_ITEMS = _items_predicted("list_contains($versions, model_version) AND mode = 'shadow'")
-
-
-def prepare_gate_rows(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    versions: list[str],
-) -> None:
-    """Join the gate window's unshown predictions of `versions` to their latest decisions once,
-    into the connection's temporary table `gate_rows` (gate_rows.sql), unless it already holds
-    them; the gate-window queries below all read it instead of joining the lake again."""
-    wanted = sorted(set(versions))
-    window = [feature, start.isoformat(), end.isoformat()]
-    try:
-        have = con.execute("SELECT win, versions FROM gate_rows_key").fetchone()
-    except duckdb.CatalogException:
-        have = None
-    if have is not None and have[0] == window and set(wanted) <= set(have[1]):
-        return
-    query = _with_latest(sql("gate_rows"), items=GATE_ITEMS)
-    params = {**_params(feature, start, end), "versions": wanted}
-    with translated("joining the gate window's predictions to their decisions"):
-        con.execute("DROP TABLE IF EXISTS gate_rows_key")
-        con.execute(f"CREATE OR REPLACE TEMPORARY TABLE gate_rows AS {query}", params)
-        con.execute(
-            "CREATE TEMPORARY TABLE gate_rows_key AS SELECT $win AS win, $versions AS versions",
-            {"win": window, "versions": wanted},
-        )
-
-
-def paired_table(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    candidate: str,
-    previous: str,
-) -> dict[tuple[bool, bool], int]:
-    """(candidate correct, previous correct) -> items, on unshown labeled items both predicted."""
-    prepare_gate_rows(con, feature, start, end, [candidate, previous])
-    with translated("comparing model versions"):
-        rows = con.execute(sql("paired"), {"candidate": candidate, "previous": previous}).fetchall()
-    return {(bool(c), bool(p)): int(n) for c, p, n in rows}
-
-
-def equal_mass_bins(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    version: str,
-    bins: int,
-) -> pd.DataFrame:
-    """Equal-mass calibration groups (n, correct, conf_sum) for one version's unshown labels."""
-    prepare_gate_rows(con, feature, start, end, [version])
-    with translated("equal-mass calibration bins"):
-        return con.execute(sql("equal_mass"), {"version": version, "bins": bins}).df()
 
 
 def feedback_counts(
@@ -348,40 +409,10 @@ def features(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def quarantine_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     with translated("reading the quarantine"):
-        rows = con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
+        rows = con.execute(
+            "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
+        ).fetchall()
     return {r: int(n) for r, n in rows}
-
-
-def labeled_sample(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    version: str,
-    *,
-    limit: int = 200_000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """At most `limit` labeled unshown rows (confidence, correct, item_key), chosen by item hash."""
-    prepare_gate_rows(con, feature, start, end, [version])
-    with translated("sampling labeled predictions"):
-        return con.execute(
-            sql("labeled_sample"), {"version": version, "limit": limit, "seed": seed}
-        ).df()
-
-
-def classwise_bins(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    version: str,
-    bins: int,
-) -> pd.DataFrame:
-    """Per (class, bin): n, hits, prob_sum from class_probabilities (empty when none are logged)."""
-    prepare_gate_rows(con, feature, start, end, [version])
-    with translated("class-wise calibration bins"):
-        return con.execute(sql("classwise"), {"version": version, "bins": bins}).df()
 
 
 def slice_counts(
@@ -413,32 +444,12 @@ def slice_counts(
         return con.execute(query, params).df()
 
 
-def customer_grid(
-    con: duckdb.DuckDBPyConnection,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    version: str,
-    *,
-    grid_step: float = 0.01,
-) -> pd.DataFrame:
-    """customer_id, grid_bin, labeled, correct, n: per-customer threshold counts."""
-    prepare_gate_rows(con, feature, start, end, [version])
-    with translated("per-customer threshold counts"):
-        return con.execute(
-            sql("customer_grid"),
-            {
-                "version": version,
-                "grid_scale": round(grid_step * 1e6),
-                "n_grid": round(1 / grid_step),
-            },
-        ).df()
-
-
 def ingest_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows landed per kind, from the ingest log."""
     with translated("reading the ingest log"):
-        rows = con.execute("SELECT kind, sum(rows_new) FROM ingest_log GROUP BY kind ORDER BY kind").fetchall()
+        rows = con.execute(
+            "SELECT kind, sum(rows_new) FROM ingest_log GROUP BY kind ORDER BY kind"
+        ).fetchall()
     return {k: int(n or 0) for k, n in rows}
 
 
@@ -454,3 +465,114 @@ def feedback_comments(
             {**_params(feature, start, end), "limit": limit},
         ).df()
     return frame.to_dict("records")
+
+
+# -- the gate window's statistics, summed from the day frames (no row-level pass) ---------------
+
+
+def _days_of(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    return frame[(frame["day"] >= start) & (frame["day"] <= end)]
+
+
+def paired_table(
+    aggs: Aggregates, start: dt.date, end: dt.date, candidate: str, previous: str
+) -> dict[tuple[bool, bool], int]:
+    """(candidate correct, previous correct) -> items, on unshown labeled items both versions
+    predicted on the same day of [start, end]."""
+    f = _days_of(aggs.paired, start, end)
+    if candidate < previous:
+        f = f[(f["version_a"] == candidate) & (f["version_b"] == previous)]
+        cand, prev = "hit_a", "hit_b"
+    else:
+        f = f[(f["version_a"] == previous) & (f["version_b"] == candidate)]
+        cand, prev = "hit_b", "hit_a"
+    g = f.groupby([cand, prev])["n"].sum()
+    return {(bool(c), bool(p)): int(n) for (c, p), n in g.items() if n}
+
+
+def customer_grid(aggs: Aggregates, start: dt.date, end: dt.date, version: str) -> pd.DataFrame:
+    """customer_id, grid_bin, labeled, correct, n: one version's per-customer threshold counts
+    (items without a customer id kept, under a missing customer_id)."""
+    f = _days_of(aggs.grid, start, end)
+    f = f[f["model_version"] == version]
+    cols = ["labeled", "correct", "n"]
+    return f.groupby(["customer_id", "grid_bin"], dropna=False, sort=True)[cols].sum().reset_index()
+
+
+def equal_mass_bins(
+    aggs: Aggregates, start: dt.date, end: dt.date, version: str, bins: int
+) -> pd.DataFrame:
+    """Equal-mass calibration groups (grp, n, correct, conf_sum) of one version's labeled unshown
+    predictions, cut from the summed 1e-4 histogram.
+
+    Group sizes are exact (as numpy.array_split of the rows sorted by confidence: the first
+    groups one larger); a group boundary that falls inside a histogram cell takes that cell's
+    correct count and confidence sum in proportion to the rows it takes. So the bins equal a
+    row-level sort's whenever no boundary cell mixes correct and wrong predictions of different
+    confidences (ties at a boundary are split arbitrarily by any sort as well).
+    """
+    f = _days_of(aggs.mass, start, end)
+    f = f[f["model_version"] == version]
+    h = f.groupby("cell", sort=True)[["n", "correct", "conf_sum"]].sum()
+    total = int(h["n"].sum())
+    empty = pd.DataFrame({"grp": [], "n": [], "correct": [], "conf_sum": []})
+    if total == 0 or bins < 1:
+        return empty.astype({"grp": "int64", "n": "int64"})
+    q, r = divmod(total, bins)
+    sizes = np.array([q + 1] * r + [q] * (bins - r), dtype=np.int64)
+    sizes = sizes[sizes > 0]
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    n = h["n"].to_numpy(np.int64)
+    cum_n = np.concatenate([[0], np.cumsum(n)])
+
+    def at(values: np.ndarray) -> np.ndarray:
+        """The cumulative sum of `values` up to rank x, interpolated inside a cell."""
+        cum = np.concatenate([[0.0], np.cumsum(values, dtype=float)])
+        i = np.clip(np.searchsorted(cum_n, edges, side="right") - 1, 0, len(n) - 1)
+        inside = np.where(n[i] > 0, (edges - cum_n[i]) / np.maximum(n[i], 1), 0.0)
+        return cum[i] + inside * values[i]
+
+    correct = np.diff(at(h["correct"].to_numpy(float)))
+    conf = np.diff(at(h["conf_sum"].to_numpy(float)))
+    return pd.DataFrame(
+        {"grp": np.arange(len(sizes)), "n": sizes, "correct": correct, "conf_sum": conf}
+    )
+
+
+def classwise_bins(aggs: Aggregates, start: dt.date, end: dt.date, version: str) -> pd.DataFrame:
+    """Per (class, bin): n, hits, prob_sum of one version's labeled unshown predictions with
+    class_probabilities (empty when none are logged). A class absent from some day's objects
+    is probability 0 for that day's items: they are added to its bin 0 here."""
+    f = _days_of(aggs.classwise, start, end)
+    f = f[f["model_version"] == version]
+    if not len(f):
+        return pd.DataFrame({"class": [], "bin": [], "n": [], "hits": [], "prob_sum": []})
+    labels = f[f["bin"] < 0].groupby("class")["n"].sum()
+    binned = f[f["bin"] >= 0].groupby(["class", "bin"], sort=True)[["n", "hits", "prob_sum"]].sum()
+    binned = binned.reset_index()
+    items = int(labels.sum())
+    per_class = binned.groupby("class")[["n", "hits"]].sum()
+    missing = pd.DataFrame(
+        {
+            "class": per_class.index,
+            "bin": 0,
+            "n": items - per_class["n"].to_numpy(),
+            "hits": labels.reindex(per_class.index, fill_value=0).to_numpy() - per_class["hits"],
+            "prob_sum": 0.0,
+        }
+    )
+    missing = missing[missing["n"] > 0]
+    out = pd.concat([binned, missing], ignore_index=True)
+    out = out.groupby(["class", "bin"], sort=True)[["n", "hits", "prob_sum"]].sum().reset_index()
+    return out.astype({"n": "int64", "hits": "int64"})
+
+
+def labeled_sample(
+    aggs: Aggregates, start: dt.date, end: dt.date, version: str, *, limit: int = 200_000
+) -> pd.DataFrame:
+    """At most `limit` labeled unshown predictions (confidence, correct, sample_key) of one
+    version: those of smallest md5 key (sample_days.sql; at most SAMPLE_PER_DAY per day)."""
+    f = _days_of(aggs.sample, start, end)
+    f = f[f["model_version"] == version]
+    f = f.sort_values("sample_key", kind="stable").head(limit)
+    return f[["confidence", "correct", "sample_key"]].reset_index(drop=True)

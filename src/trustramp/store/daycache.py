@@ -9,7 +9,9 @@ record, so a committed file's days are always marked. `refresh` recomputes the d
 that are dirty or were never computed, in one SQL pass, writes each day's frames with atomic
 renames, and only then removes the marks it saw; a file committed meanwhile leaves its mark.
 
-Layout: `HOME/aggregates/<feature>/b<bins>-g<grid>/<date>/<frame>.parquet`.
+Layout: `HOME/aggregates/<feature>/v2-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.parquet` (v2: the
+gate window's statistics are day frames too; a cache of another layout is not read, its days are
+recomputed).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trustramp.store.aggregates import Aggregates, compute_aggregates
+from trustramp.store.aggregates import Aggregates, compute_aggregates, empty_frame
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
     Home,
@@ -37,7 +39,18 @@ from trustramp.store.lake import (
 
 __all__ = ["Refresh", "load", "mark_dirty", "refresh", "stale_days"]
 
-FRAMES = ("cells", "customers", "confusion", "latency", "confidence")
+FRAMES = (
+    "cells",
+    "customers",
+    "confusion",
+    "latency",
+    "confidence",
+    "grid",
+    "paired",
+    "mass",
+    "classwise",
+    "sample",
+)
 DONE = "_done"
 
 
@@ -55,8 +68,14 @@ def _dirty_marks(home: Home, feature: str) -> dict[dt.date, list[Path]]:
     return out
 
 
-def cache_dir(home: Home, feature: str, bins: int, grid_step: float) -> Path:
-    return home.root / "aggregates" / feature / f"b{bins}-g{round(grid_step * 1e6)}"
+LAYOUT = "v2"
+"""The day cache's layout version: part of its folder name, so that a cache written by another
+version of trustramp (other frames) is recomputed rather than read."""
+
+
+def cache_dir(home: Home, feature: str, bins: int, grid_step: float, seed: int = 0) -> Path:
+    name = f"{LAYOUT}-b{bins}-g{round(grid_step * 1e6)}" + (f"-s{seed}" if seed else "")
+    return home.root / "aggregates" / feature / name
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,7 @@ def refresh(
     *,
     bins: int,
     grid_step: float,
+    seed: int = 0,
     full: bool = False,
     engine: Engine | None = None,
 ) -> Refresh:
@@ -85,15 +105,24 @@ def refresh(
     # the days recomputed include every file whose marks are cleared below, and the caller's
     # later reads on `con` see the same state as these aggregates.
     attach_views(con, home)
-    base = cache_dir(home, feature, bins, grid_step)
+    base = cache_dir(home, feature, bins, grid_step, seed)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
-    todo = stale_days(home, feature, start, end, bins=bins, grid_step=grid_step, full=full)
+    todo = stale_days(
+        home, feature, start, end, bins=bins, grid_step=grid_step, seed=seed, full=full
+    )
     if todo:
         if engine is not None:  # under the same lock: it sees the same commits as `con`
             engine.attach(home)
         aggs = compute_aggregates(
-            engine or con, feature, min(todo), max(todo), bins=bins, grid_step=grid_step, days=todo
+            engine or con,
+            feature,
+            min(todo),
+            max(todo),
+            bins=bins,
+            grid_step=grid_step,
+            days=todo,
+            seed=seed,
         )
         for day, tables in _split_days(aggs, todo).items():
             _write_day(base / day.isoformat(), tables)
@@ -111,11 +140,12 @@ def stale_days(
     *,
     bins: int,
     grid_step: float,
+    seed: int = 0,
     full: bool = False,
 ) -> list[dt.date]:
     """The days of [start, end] a refresh would recompute now: dirty or never computed (all of
     them with `full`). Without the writer lock, a hint: an ingest may add some before the refresh."""
-    base = cache_dir(home, feature, bins, grid_step)
+    base = cache_dir(home, feature, bins, grid_step, seed)
     marks = _dirty_marks(home, feature)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     return [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
@@ -147,7 +177,14 @@ def _write_day(folder: Path, tables: dict[str, pa.Table]) -> None:
 
 
 def load(
-    home: Home, feature: str, start: dt.date, end: dt.date, *, bins: int, grid_step: float
+    home: Home,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    bins: int,
+    grid_step: float,
+    seed: int = 0,
 ) -> Aggregates:
     """The cached aggregates of [start, end].
 
@@ -155,7 +192,7 @@ def load(
     evaluation can recompute a day (from a lake an ingest changed meanwhile) between the two,
     and every day read comes from the lake state that refresh saw.
     """
-    base = cache_dir(home, feature, bins, grid_step)
+    base = cache_dir(home, feature, bins, grid_step, seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
         for name, frame in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
@@ -163,7 +200,7 @@ def load(
     frames = {}
     for name, got in parts.items():
         got = [g for g in got if len(g)]
-        frame = pd.concat(got, ignore_index=True) if got else _empty(name)
+        frame = pd.concat(got, ignore_index=True) if got else empty_frame(name)
         if "day" in frame:
             frame["day"] = pd.to_datetime(frame["day"]).dt.date
         frames[name] = frame
@@ -194,26 +231,3 @@ def _inode(folder: Path) -> int | None:
         return folder.stat().st_ino
     except FileNotFoundError:
         return None
-
-
-def _empty(name: str) -> pd.DataFrame:
-    from trustramp.store.aggregates import CELL_MEASURES
-
-    cols = {
-        "cells": ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES],
-        "customers": ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES],
-        "confusion": [
-            "model_version",
-            "segment",
-            "shown",
-            "day",
-            "predicted_label",
-            "human_label",
-            "n",
-        ],
-        "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
-        "confidence": ["model_version", "day", "bin", "n"],
-    }[name]
-    return pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c in CELL_MEASURES or c == "n" else object) for c in cols}
-    )

@@ -8,7 +8,7 @@ An engine attaches a snapshot of the lake's committed files as relations named l
 catalog's views (`predictions`, `decisions`, …), runs a DuckDB-dialect query with bound
 parameters, and returns a pandas frame typed as DuckDB would type it, so whatever consumes the
 stage-1 frames (the day cache, the metrics) cannot tell the engines apart. Only stage 1 (the day
-statistics) goes through an engine; the gate window's small queries stay on DuckDB.
+statistics) goes through an engine; what follows reads the cached days.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ class Engine(Protocol):
     def translated(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Turn the engine's errors into StoreError naming what we were doing."""
 
+    def held(
+        self, name: str, text: str, params: Mapping[str, object]
+    ) -> contextlib.AbstractContextManager[None]:
+        """The result of one query kept as relation `name` for the duration (computed once,
+        read by several queries), then dropped."""
+
 
 @dataclass
 class DuckEngine:
@@ -64,6 +70,15 @@ class DuckEngine:
 
     def query(self, text: str, params: Mapping[str, object]) -> pd.DataFrame:
         return self.con.execute(text, dict(params)).df()
+
+    @contextlib.contextmanager
+    def held(self, name: str, text: str, params: Mapping[str, object]) -> Iterator[None]:
+        # `name` is ours (a constant of the caller), never user text.
+        self.con.execute(f"CREATE OR REPLACE TEMPORARY TABLE {name} AS {text}", dict(params))
+        try:
+            yield
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
     @contextlib.contextmanager
     def translated(self, what: str) -> Iterator[None]:

@@ -167,6 +167,16 @@ class SparkEngine:
             con.close()
 
     @contextlib.contextmanager
+    def held(self, name: str, text: str, params: Mapping[str, object]) -> Iterator[None]:
+        frame = self.spark.sql(to_spark(text), args=_args(params)).cache()
+        frame.createOrReplaceTempView(name)
+        try:
+            yield
+        finally:
+            self.spark.catalog.dropTempView(name)
+            frame.unpersist()
+
+    @contextlib.contextmanager
     def translated(self, what: str) -> Iterator[None]:
         from py4j.protocol import Py4JError
         from pyspark.errors import PySparkException

@@ -11,8 +11,8 @@ DuckDB-only, or translates into something Spark refuses, is rewritten on the syn
 - `arg_max(x, (a, b))` / `arg_min`: `MAX_BY(x, STRUCT(a, b))` / `MIN_BY` (a struct compares
   field by field, as DuckDB's tuple does);
 - `hash(x)`: `XXHASH64(x)`, also a 64-bit hash, but of other values. The queries use it only as
-  an equality key inside one engine (`id_hash`); anything that orders or samples by it
-  (labeled_sample.sql) picks different rows on each engine;
+  an equality key inside one engine (`id_hash`); what orders or samples uses the md5 key
+  `item_key` (sample_days.sql), the same on every engine;
 - `json_transform(x, '"MAP(VARCHAR, DOUBLE)"')`: `FROM_JSON(x, 'MAP<STRING, DOUBLE>')`.
 
 Every identifier is quoted on output (`date`, `mode` and `day` are keywords to Spark's parser).

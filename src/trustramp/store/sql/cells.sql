@@ -3,19 +3,11 @@
 --   0 cells:     model_version x segment x mode x day x ece_bin x grid_bin
 --   1 customers: model_version x customer_id x segment x shown x day
 --   2 confusion: model_version x segment x shown x day x predicted_label x human_label
--- Parameters: $feature, $start, $end (dates, inclusive), $days (the days wanted within them),
--- $bins (ECE bins M), $grid_scale (grid step in millionths, e.g. 10000 for 0.01), $n_grid (grid
--- cells), $eps (log-loss clipping). Rows are per prediction day, so days can be cached apart.
--- The predictions are read once (a CTE used twice would be materialized whole); `latest` is
--- latest_decisions.sql, restricted to the items of these days when only some days are wanted.
-WITH __LATEST__,
-preds AS (
-  SELECT item_key, item_id, model_version, segment, customer_id, mode, date, predicted_label,
-         confidence, status
-  FROM predictions
-  WHERE feature = $feature AND date BETWEEN $start AND $end AND __DAYS__
-),
-joined AS (  -- as few and as narrow columns as possible: the grouping sets read them three times
+-- Reads `joined` (joined.sql: the predictions of some days, each with its latest decision).
+-- Parameters: $bins (ECE bins M), $grid_scale (grid step in millionths, e.g. 10000 for 0.01),
+-- $n_grid (grid cells), $eps (log-loss clipping). Rows are per prediction day, so days can be
+-- cached apart.
+WITH flags AS (  -- as few and as narrow columns as possible: the grouping sets read them three times
   SELECT model_version, segment, customer_id, mode, day, shown, predicted_label, human_label,
          ece_bin, grid_bin, failed, fallback, labeled, labeled AND hit AS correct,
          CASE WHEN labeled THEN confidence END AS conf_l,
@@ -25,22 +17,15 @@ joined AS (  -- as few and as narrow columns as possible: the grouping sets read
          shown AND labeled AND overridden AS overridden,
          shown AND labeled AND accepted_wrong AS accepted_wrong
   FROM (
-    SELECT p.model_version, p.segment, p.customer_id, p.mode, p.date AS day,
-           p.predicted_label, p.confidence, l.human_label,
-           p.mode <> 'shadow' AS shown,
-           p.status IN ('error', 'timeout') AS failed,
-           p.status = 'fallback' AS fallback,
-           (l.human_label IS NOT NULL AND p.status NOT IN ('error', 'timeout')
-            AND p.confidence IS NOT NULL) AS labeled,
-           l.human_label = p.predicted_label AS hit,
-           coalesce(l.action IN ('overridden', 'edited'),
-                    l.human_label <> p.predicted_label) AS overridden,
-           (l.first_action = 'accepted' AND l.n_decisions > 1
-            AND l.human_label <> p.predicted_label) AS accepted_wrong,
-           CAST(greatest(least(ceil(p.confidence * $bins - 1e-9) - 1, $bins - 1), 0) AS INTEGER) AS ece_bin,
-           CAST(least(floor(round(p.confidence * 1e6) / $grid_scale), $n_grid - 1) AS INTEGER) AS grid_bin,
-           greatest(least(p.confidence, 1 - $eps), $eps) AS c_clip
-    FROM preds p LEFT JOIN latest l ON l.item_key = p.item_key AND l.id_hash = hash(p.item_id)
+    SELECT model_version, segment, customer_id, mode, day, predicted_label, confidence,
+           human_label, failed, fallback, overridden, accepted_wrong,
+           mode <> 'shadow' AS shown,
+           (human_label IS NOT NULL AND NOT failed AND confidence IS NOT NULL) AS labeled,
+           human_label = predicted_label AS hit,
+           CAST(greatest(least(ceil(confidence * $bins - 1e-9) - 1, $bins - 1), 0) AS INTEGER) AS ece_bin,
+           CAST(least(floor(round(confidence * 1e6) / $grid_scale), $n_grid - 1) AS INTEGER) AS grid_bin,
+           greatest(least(confidence, 1 - $eps), $eps) AS c_clip
+    FROM joined
   )
 )
 SELECT
@@ -58,7 +43,7 @@ SELECT
   count(*) FILTER (WHERE shown_labeled) AS shown_labeled,
   count(*) FILTER (WHERE overridden) AS overridden,
   count(*) FILTER (WHERE accepted_wrong) AS accepted_wrong
-FROM joined
+FROM flags
 GROUP BY GROUPING SETS (
   (model_version, segment, mode, day, ece_bin, grid_bin),
   (model_version, customer_id, segment, shown, day),

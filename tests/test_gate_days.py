@@ -1,0 +1,167 @@
+"""The gate window's statistics are per-day frames of stage 1 (issue 17): computing the days in
+two halves gives the frames of one run over all days, and the window's paired table, customer
+grid, class-wise bins and md5 sample summed from them equal a plain pandas computation on the
+raw joined rows (equal-mass bins: test_metrics_engine)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import demo_gate, raw_joined
+
+from trustramp.store import aggregates as agg
+from trustramp.store import daycache
+from trustramp.store.lake import Home, reader
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = list(frame.columns)
+    return frame.sort_values(cols, na_position="first").reset_index(drop=True)
+
+
+def test_two_halves_of_the_days_sum_to_one_run(demo_lake: dict) -> None:
+    cfg = demo_lake["config"]
+    end = demo_lake["manifest"].end
+    start = end - dt.timedelta(days=13)
+    days = [start + dt.timedelta(days=i) for i in range(14)]
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        whole = agg.compute_aggregates(con, cfg.feature, start, end, seed=3)
+        halves = [
+            agg.compute_aggregates(con, cfg.feature, start, end, days=part, seed=3)
+            for part in (days[::2], days[1::2])  # interleaved: each half's days are scattered
+        ]
+    finally:
+        con.close()
+    for name in daycache.FRAMES:
+        a = getattr(whole, name)
+        b = pd.concat([getattr(h, name) for h in halves], ignore_index=True)
+        if name != "classwise":
+            assert len(a) > 0, name
+        pd.testing.assert_frame_equal(_sorted(a), _sorted(b), check_dtype=False, obj=name)
+    # and the window's statistics summed from the halves are the whole run's
+    merged = agg.Aggregates(
+        feature=cfg.feature,
+        start=start,
+        end=end,
+        bins=whole.bins,
+        grid_step=whole.grid_step,
+        **{
+            n: pd.concat([getattr(h, n) for h in halves], ignore_index=True)
+            for n in daycache.FRAMES
+        },
+    )
+    versions = sorted(set(whole.grid["model_version"]))
+    assert len(versions) >= 2
+    v, prev = versions[-1], versions[-2]
+    assert agg.paired_table(merged, start, end, v, prev) == agg.paired_table(
+        whole, start, end, v, prev
+    )
+    for fn in (agg.customer_grid, agg.labeled_sample):
+        pd.testing.assert_frame_equal(
+            _sorted(fn(merged, start, end, v)), _sorted(fn(whole, start, end, v))
+        )
+    pd.testing.assert_frame_equal(
+        agg.equal_mass_bins(merged, start, end, v, 15),
+        agg.equal_mass_bins(whole, start, end, v, 15),
+    )
+
+
+@pytest.fixture(scope="module")
+def gate(demo_lake: dict) -> dict:
+    win, aggs, pop = demo_gate(demo_lake)
+    raw = raw_joined(demo_lake["home"], demo_lake["config"].feature)
+    raw["day"] = pd.to_datetime(raw["date"]).dt.date
+    raw = raw[
+        (raw["day"] >= win.gate_start)
+        & (raw["day"] <= win.gate_end)
+        & (raw["mode"] == "shadow")
+        & ~raw["status"].isin(["error", "timeout"])
+    ]
+    return {"win": win, "aggs": aggs, "pop": pop, "raw": raw}
+
+
+def test_paired_table_equals_pandas_on_items_both_versions_predicted(gate: dict) -> None:
+    win, aggs, pop, raw = gate["win"], gate["aggs"], gate["pop"], gate["raw"]
+    assert pop.version and pop.previous
+    got = agg.paired_table(aggs, win.gate_start, win.gate_end, pop.version, pop.previous)
+    lab = raw[raw["human_label"].notna()].assign(
+        hit=lambda f: f["human_label"] == f["predicted_label"]
+    )
+    per = lab.groupby(["day", "item_id", "model_version"])["hit"].any().unstack("model_version")
+    per = per[[pop.version, pop.previous]].dropna()
+    want = per.groupby([pop.version, pop.previous]).size()
+    assert got == {(bool(c), bool(p)): int(n) for (c, p), n in want.items()}
+    assert sum(got.values()) > 1000
+
+
+def test_customer_grid_equals_pandas(gate: dict) -> None:
+    win, aggs, pop, raw = gate["win"], gate["aggs"], gate["pop"], gate["raw"]
+    got = agg.customer_grid(aggs, win.gate_start, win.gate_end, pop.version)
+    rows = raw[(raw["model_version"] == pop.version) & raw["confidence"].notna()]
+    rows = rows.assign(
+        grid_bin=np.minimum(np.floor(np.round(rows["confidence"] * 1e6) / 10_000), 99).astype(int),
+        labeled=rows["human_label"].notna(),
+        correct=rows["human_label"] == rows["predicted_label"],
+        n=1,
+    )
+    want = (
+        rows.groupby(["customer_id", "grid_bin"], dropna=False)[["labeled", "correct", "n"]]
+        .sum()
+        .reset_index()
+    )
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(want), check_dtype=False)
+
+
+def test_classwise_bins_equal_pandas_with_classes_missing_from_some_days(gate: dict) -> None:
+    """Items whose objects omit a class count at probability 0 for it, across days too."""
+    win, aggs, pop, raw = gate["win"], gate["aggs"], gate["pop"], gate["raw"]
+    got = agg.classwise_bins(aggs, win.gate_start, win.gate_end, pop.version)
+    rows = raw[
+        (raw["model_version"] == pop.version)
+        & raw["human_label"].notna()
+        & raw["class_probabilities"].notna()
+    ]
+    assert len(rows) > 1000 and len(got) > 0
+    maps = [json.loads(x) for x in rows["class_probabilities"]]
+    classes = sorted({k for m in maps for k in m})
+    labels = rows["human_label"].to_numpy()
+    out = []
+    for c in classes:
+        p = np.clip(np.array([m.get(c, 0.0) for m in maps]), 0, 1)
+        b = np.clip(np.ceil(p * 15 - 1e-9) - 1, 0, 14).astype(int)
+        for k in np.unique(b):
+            at = b == k
+            out.append((c, k, int(at.sum()), int((labels[at] == c).sum()), float(p[at].sum())))
+    want = pd.DataFrame(out, columns=["class", "bin", "n", "hits", "prob_sum"])
+    got = got.sort_values(["class", "bin"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+
+
+def test_sample_is_the_smallest_md5_keys(gate: dict) -> None:
+    """The recalibration sample: the `limit` labeled unshown items of smallest key, the key
+    computed here from md5(item_id) alone (no engine hash)."""
+    win, aggs, pop, raw = gate["win"], gate["aggs"], gate["pop"], gate["raw"]
+    got = agg.labeled_sample(aggs, win.gate_start, win.gate_end, pop.version, limit=500)
+    rows = raw[
+        (raw["model_version"] == pop.version)
+        & raw["human_label"].notna()
+        & raw["confidence"].notna()
+    ]
+    # DuckDB's md5_number_lower (the lake's item_key): the digest's last 8 bytes, little-endian
+    low64 = [
+        int.from_bytes(hashlib.md5(i.encode()).digest()[8:], "little") for i in rows["item_id"]
+    ]
+    shift = agg.sample_shift(0)  # demo_gate's aggregates use the default seed, 0
+    key = [(k % 2**63 + shift) % 2**63 for k in low64]
+    want = rows.assign(sample_key=key).sort_values("sample_key").head(500)
+    assert list(got["sample_key"]) == list(want["sample_key"])
+    assert list(got["confidence"]) == list(want["confidence"])
+    assert list(got["correct"]) == list(
+        (want["human_label"] == want["predicted_label"]).astype(int)
+    )
