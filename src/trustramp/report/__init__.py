@@ -6,6 +6,15 @@ the lake or the catalog. Charts are inline SVG drawn in Python (`trustramp.repor
 page carries no script, font, image or style from anywhere else, and everything that came from
 the data is escaped (Jinja2 autoescaping, and `markupsafe.escape` inside the SVG).
 
+The package is split by the page's sections: `render` assembles the page from one module per
+section (`verdict`: verdict, timeline, criteria, checklists; `alerts`; `thresholds`: routing bands
+and the what-if replay; `segments`; `calibration`; `feedback`; `provenance`: data quality and
+provenance), `daily` prepares the charts over days, `charts` draws them on `svg`'s canvas, `page`
+holds the templates' environment and the legend of windows, and `index` writes the index of past
+runs; `formatting` and `frames` are the bottom every section imports. Imports numpy, pandas,
+Jinja2, markupsafe and `trustramp.contract` (`trustramp.decide` for type hints only); never
+DuckDB, Prefect, `trustramp.store` or the lake.
+
 Typical use::
 
     from trustramp.report import ReportInputs, write_index, write_report
