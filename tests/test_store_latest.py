@@ -102,7 +102,7 @@ def test_only_some_days_restricts_the_decisions_but_not_the_result(lake: Path) -
         con.close()
     for name in daycache.FRAMES:
         a, b = getattr(whole, name), getattr(some, name)
-        a = a[a["day"] == DAY]
+        a = agg._days_of(a, DAY, DAY)
         cols = list(a.columns)
         assert (
             a.sort_values(cols)

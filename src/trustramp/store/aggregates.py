@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from trustramp.errors import StoreError
 from trustramp.store.duck import memory_limit_bytes, sql, translated
 from trustramp.store.engine import DuckEngine, Engine, as_engine
 
@@ -115,12 +116,13 @@ def empty_frame(name: str) -> pd.DataFrame:
     }[name]
     floats = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum", "prob_sum", "confidence"}
     ints = {*INT_MEASURES, "grid_bin", "cell", "bin", "sample_key"}
-    return pd.DataFrame(
-        {
-            c: pd.Series(dtype="float64" if c in floats else "int64" if c in ints else object)
-            for c in cols
-        }
-    )
+
+    def dtype(c: str) -> str | type:
+        if c == "day" and name in GATE_FRAMES:
+            return "datetime64[ms]"
+        return "float64" if c in floats else "int64" if c in ints else object
+
+    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in cols})
 
 
 def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
@@ -280,11 +282,11 @@ def compute_aggregates(
         confusion=_tidy(confusion),
         latency=_tidy(lat),
         confidence=_tidy(conf),
-        grid=_tidy(got["grid"]),
-        paired=_tidy(got["paired"]),
-        mass=_tidy(got["mass"]),
-        classwise=_tidy(got["classwise"]),
-        sample=_tidy(got["sample"]),
+        grid=_tidy(got["grid"], dates=False),
+        paired=_tidy(got["paired"], dates=False),
+        mass=_tidy(got["mass"], dates=False),
+        classwise=_tidy(got["classwise"], dates=False),
+        sample=_tidy(got["sample"], dates=False),
     )
 
 
@@ -334,12 +336,68 @@ def _chunk_frames(
     out: dict[str, pd.DataFrame] = {}
     with engine.held("joined", joined, _bound(joined, p)):
         for name, query_name in JOINED_FRAMES.items():
+            query = _with_latest(sql(query_name))
             if name == "classwise" and not probs:
                 out[name] = empty_frame("classwise")
-                continue
-            query = _with_latest(sql(query_name))
-            out[name] = engine.query(query, _bound(query, p))
+            elif name == "paired":
+                versions = sorted(set(out["cells"]["model_version"].dropna()))
+                out[name] = _paired_pairs(engine, query, {**p, "versions": versions}, versions)
+            elif name == "sample":
+                out[name] = _sample(engine, query, p)
+            else:
+                out[name] = engine.query(query, _bound(query, p))
     return out
+
+
+MAX_PAIRED_VERSIONS = 62
+"""paired_days.sql marks an item's versions as bits of a 64-bit integer."""
+
+
+def _paired_pairs(
+    engine: Engine, query: str, params: dict[str, object], versions: list[str]
+) -> pd.DataFrame:
+    """paired_days.sql's bit masks expanded into (day, version_a, version_b, hit_a, hit_b, n)."""
+    if len(versions) < 2:
+        return empty_frame("paired")
+    if len(versions) > MAX_PAIRED_VERSIONS:
+        raise StoreError(
+            f"{len(versions)} model versions in a few days of one feature: paired comparisons "
+            f"handle at most {MAX_PAIRED_VERSIONS}"
+        )
+    masks = engine.query(query, _bound(query, params))
+    rows: dict[tuple[object, str, str, bool, bool], int] = {}
+    for day, predicted, hits, n in masks.itertuples(index=False):
+        bits = [i for i in range(len(versions)) if int(predicted) >> i & 1]
+        for a, i in enumerate(bits):
+            for j in bits[a + 1 :]:
+                key = (
+                    day,
+                    versions[i],
+                    versions[j],
+                    bool(int(hits) >> i & 1),
+                    bool(int(hits) >> j & 1),
+                )
+                rows[key] = rows.get(key, 0) + int(n)
+    if not rows:
+        return empty_frame("paired")
+    frame = pd.DataFrame(
+        [(*k, n) for k, n in rows.items()],
+        columns=["day", "version_a", "version_b", "hit_a", "hit_b", "n"],
+    )
+    return frame.astype({"n": "int64"})
+
+
+SAMPLE_MARGIN = 2.0
+"""sample_days.sql sorts only the keys below a cut that keeps about this many times the cap of
+each version and day (keys are uniform); a group the cut left short is taken again whole."""
+
+
+def _sample(engine: Engine, query: str, params: dict[str, object]) -> pd.DataFrame:
+    frame = engine.query(query, _bound(query, {**params, "margin": SAMPLE_MARGIN}))
+    cap = int(params["cap"])  # type: ignore[call-overload]
+    if (frame["kept"] < np.minimum(frame["n"], cap)).any():
+        frame = engine.query(query, _bound(query, {**params, "margin": 0.0}))
+    return frame.drop(columns=["n", "kept"])
 
 
 def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filter: str) -> bool:
@@ -353,10 +411,16 @@ def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filt
     return bool(engine.query(query, _bound(query, params))["n"].iloc[0])
 
 
-def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+GATE_FRAMES = frozenset({"grid", "paired", "mass", "classwise", "sample"})
+"""The frames of the gate window's statistics: large, read only by the functions at the end of
+this module, so their `day` is datetime64 (filtered as numbers), not Python dates."""
+
+
+def _tidy(frame: pd.DataFrame, *, dates: bool = True) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if "day" in frame:
-        frame["day"] = pd.to_datetime(frame["day"]).dt.date
+        day = pd.to_datetime(frame["day"])
+        frame["day"] = day.dt.date if dates else day.astype("datetime64[ms]")
     for c in frame.columns:
         if c in INT_MEASURES:
             frame[c] = frame[c].astype("int64")
@@ -471,7 +535,11 @@ def feedback_comments(
 
 
 def _days_of(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
-    return frame[(frame["day"] >= start) & (frame["day"] <= end)]
+    day = frame["day"]
+    if pd.api.types.is_datetime64_any_dtype(day):
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+        return frame[(day >= lo) & (day <= hi)]
+    return frame[(day >= start) & (day <= end)]
 
 
 def paired_table(

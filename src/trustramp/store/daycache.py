@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trustramp.store.aggregates import Aggregates, compute_aggregates, empty_frame
+from trustramp.store.aggregates import GATE_FRAMES, Aggregates, compute_aggregates, empty_frame
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
     Home,
@@ -159,6 +159,7 @@ def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str
         frame = getattr(aggs, name)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         rows = frame.groupby("day", sort=False).indices if len(frame) else {}
+        rows = {pd.Timestamp(k).date(): v for k, v in rows.items()}  # dates or datetime64
         for day in days:
             at = rows.get(day)
             out[day][name] = table.slice(0, 0) if at is None else table.take(at)
@@ -193,32 +194,36 @@ def load(
     and every day read comes from the lake state that refresh saw.
     """
     base = cache_dir(home, feature, bins, grid_step, seed)
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FRAMES}
+    parts: dict[str, list[pa.Table]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
-        for name, frame in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
-            parts[name].append(frame)
+        for name, table in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
+            if table.num_rows:
+                parts[name].append(table)
+    # One conversion per frame, not per frame and day (pandas' per-frame overhead dominates
+    # the small days); `day` comes back as Arrow's date32: dates, or datetime64 for the gate
+    # frames (GATE_FRAMES), which are large and filtered by day as numbers.
     frames = {}
     for name, got in parts.items():
-        got = [g for g in got if len(g)]
-        frame = pd.concat(got, ignore_index=True) if got else empty_frame(name)
-        if "day" in frame:
-            frame["day"] = pd.to_datetime(frame["day"]).dt.date
-        frames[name] = frame
+        if not got:
+            frames[name] = empty_frame(name)
+            continue
+        table = pa.concat_tables(got, promote_options="permissive")
+        frames[name] = table.to_pandas(date_as_object=name not in GATE_FRAMES)
     return Aggregates(
         feature=feature, start=start, end=end, bins=bins, grid_step=grid_step, **frames
     )
 
 
-def _read_day(folder: Path, attempts: int = 5) -> dict[str, pd.DataFrame]:
+def _read_day(folder: Path, attempts: int = 5) -> dict[str, pa.Table]:
     """One day's frames, all from the same version of its folder (a writer may swap it while we
     read: then read it again)."""
-    frames: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pa.Table] = {}
     for _ in range(attempts):
         before = _inode(folder)
         frames = {}
         for name in FRAMES:
             try:
-                frames[name] = pq.read_table(folder / f"{name}.parquet").to_pandas()
+                frames[name] = pq.read_table(folder / f"{name}.parquet")
             except FileNotFoundError:
                 continue
         if before == _inode(folder):

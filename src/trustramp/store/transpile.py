@@ -13,7 +13,8 @@ DuckDB-only, or translates into something Spark refuses, is rewritten on the syn
 - `hash(x)`: `XXHASH64(x)`, also a 64-bit hash, but of other values. The queries use it only as
   an equality key inside one engine (`id_hash`); what orders or samples uses the md5 key
   `item_key` (sample_days.sql), the same on every engine;
-- `json_transform(x, '"MAP(VARCHAR, DOUBLE)"')`: `FROM_JSON(x, 'MAP<STRING, DOUBLE>')`.
+- `json_transform(x, '"MAP(VARCHAR, DOUBLE)"')`: `FROM_JSON(x, 'MAP<STRING, DOUBLE>')`;
+- `list_position(list, x)`: `ARRAY_POSITION(list, x)` (both 1-based; used on values the list holds).
 
 Every identifier is quoted on output (`date`, `mode` and `day` are keywords to Spark's parser).
 """
@@ -59,6 +60,10 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return exp.Anonymous(this="XXHASH64", expressions=[node.expressions[0].copy()])
     if _is_call(node, "json_transform"):
         return _from_json(node)
+    if _is_call(node, "list_position") and len(node.expressions) == 2:
+        return exp.Anonymous(
+            this="ARRAY_POSITION", expressions=[e.copy() for e in node.expressions]
+        )
     return node
 
 

@@ -1,18 +1,24 @@
--- Paired comparison of every two model versions on the same labeled, unshown items of one day
--- (McNemar's table; an item is (item_key, id_hash), its hit the OR over its predictions by that
--- version that day). Grain: day x version_a x version_b x hit_a x hit_b, version_a < version_b.
--- Reads `joined` (joined.sql). Pairs are formed within a prediction day: summing days gives the
--- window's table for items whose two versions predicted them on the same day.
+-- Paired comparison of model versions on the same labeled, unshown items of one day (McNemar's
+-- tables): per item (item_key, id_hash) and day, the versions that predicted it (`predicted`) and
+-- those whose prediction was right (`hits`; an OR over a version's predictions of the item that
+-- day), as bit masks over $versions. Grain: day x predicted x hits, items of two versions or more;
+-- `aggregates` expands each mask into the pairs of versions it holds. Pairs are formed within a
+-- prediction day: summing days gives the window's tables for items whose versions predicted them
+-- on the same day. Reads `joined` (joined.sql). Parameters: $versions (sorted, at most 62).
 WITH per_item AS (
-  SELECT day, item_key, id_hash, model_version, bool_or(human_label = predicted_label) AS hit
-  FROM joined
-  WHERE mode = 'shadow' AND NOT failed AND human_label IS NOT NULL
-  GROUP BY day, item_key, id_hash, model_version
+  SELECT day,
+         bit_or(CAST(1 AS BIGINT) << v) AS predicted,
+         bit_or(CASE WHEN hit THEN CAST(1 AS BIGINT) << v ELSE CAST(0 AS BIGINT) END) AS hits
+  FROM (
+    SELECT day, item_key, id_hash, CAST(list_position($versions, model_version) - 1 AS INTEGER) AS v,
+           human_label = predicted_label AS hit
+    FROM joined
+    WHERE mode = 'shadow' AND NOT failed AND human_label IS NOT NULL
+      AND predicted_label IS NOT NULL
+  ) labeled
+  GROUP BY day, item_key, id_hash
 )
-SELECT a.day, a.model_version AS version_a, b.model_version AS version_b,
-       a.hit AS hit_a, b.hit AS hit_b, count(*) AS n
-FROM per_item a
-JOIN per_item b ON a.day = b.day AND a.item_key = b.item_key AND a.id_hash = b.id_hash
-  AND a.model_version < b.model_version
-WHERE a.hit IS NOT NULL AND b.hit IS NOT NULL
-GROUP BY a.day, a.model_version, b.model_version, a.hit, b.hit
+SELECT day, predicted, hits, count(*) AS n
+FROM per_item
+WHERE predicted & (predicted - 1) <> 0
+GROUP BY day, predicted, hits
