@@ -29,10 +29,7 @@ from trustramp.ingest.readers import (
     jsonl_lines,
     open_source,
 )
-from trustramp.store.duck import connect
-from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
-from trustramp.store.lock import LOCK_NAME, writer_lock
-from trustramp.store.staging import (
+from trustramp.ingest.staging import (
     SourceFile,
     StagedFile,
     StagedKind,
@@ -41,6 +38,9 @@ from trustramp.store.staging import (
     new_run_dir,
     stage_kind,
 )
+from trustramp.store.duck import connect
+from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
+from trustramp.store.lock import LOCK_NAME, writer_lock
 
 log = logging.getLogger(__name__)
 
