@@ -304,7 +304,7 @@ def test_a_parquet_file_that_expands_in_memory_never_stops_the_run(
     ]
     # Without the bound the audit of the kind runs out of memory: the file that cannot be
     # audited alone fails alone, with one line, and the other file still lands.
-    import trustramp.store.staging as staging
+    import trustramp.ingest.staging as staging
 
     monkeypatch.setattr(staging, "AUDIT_TEXT_CHARS", 10**9)
     home = tmp_path / "home2"

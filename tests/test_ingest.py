@@ -378,7 +378,7 @@ def test_audit_samples_by_default_and_audits_all_rows_on_request(
     import duckdb
 
     from trustramp.contract import PREDICTIONS
-    from trustramp.store import staging
+    from trustramp.ingest import staging
 
     parts = tmp_path / "parts" / "feature=feat" / "date=2026-11-01"
     parts.mkdir(parents=True)

@@ -470,17 +470,24 @@ def evaluate(
 def demo(out: Path, rows: int, seed: int, home: Path, reports: Path, use_prefect: bool) -> None:
     """Generate the demo dataset (with planted effects: an over-confident 0.80-0.95 band, a weaker
     segment, a bad day), ingest it, evaluate its last day, and write the readiness report."""
-    from trustramp.orchestrate import prefect_requested
-    from trustramp.pipeline import run_demo
+    from trustramp.orchestrate import prefect_requested, run_flow
+    from trustramp.pipeline import demo_lines, generate_demo, run_demo
 
-    for line in run_demo(
-        out=out,
-        rows=rows,
-        seed=seed,
-        home=home,
-        reports=reports,
-        prefect=prefect_requested(use_prefect),
-    ):
+    if not prefect_requested(use_prefect):
+        lines = run_demo(out=out, rows=rows, seed=seed, home=home, reports=reports)
+    else:  # the same steps as Prefect flow runs (they show in the server's UI)
+        data = generate_demo(out=out, rows=rows, seed=seed)
+        report = run_flow("ingest", paths=[out], home=home, configs=[data.config])
+        result = run_flow(
+            "evaluate",
+            as_of=data.end,
+            config=data.config,
+            home=home,
+            reports=reports,
+            publish=True,
+        )
+        lines = demo_lines(data, report, result, home=home)
+    for line in lines:
         click.echo(line)
 
 

@@ -151,10 +151,21 @@ def ingest(
     return report
 
 
-def run_demo(
-    *, out: Path, rows: int, seed: int, home: Path, reports: Path, prefect: bool = False
-) -> list[str]:
-    """Generate the demo dataset, ingest it, evaluate its last day; return the lines to show."""
+@dataclass(frozen=True)
+class DemoData:
+    """The generated demo dataset: its folder, its rollout config, its days, what was planted."""
+
+    out: Path
+    config: Path
+    seed: int
+    rows: int
+    start: dt.date
+    end: dt.date
+    planted: dict[str, str]
+
+
+def generate_demo(*, out: Path, rows: int, seed: int) -> DemoData:
+    """Write the demo dataset and its rollout config (`rollout.yaml`) to `out`."""
     import yaml
 
     from trustramp.demo import demo_config, generate
@@ -162,30 +173,29 @@ def run_demo(
     manifest = generate(out, n_predictions=rows, seed=seed, overwrite=True)
     cfg_path = out / "rollout.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(manifest), sort_keys=False), "utf-8")
-    if prefect:  # the same steps as Prefect flow runs (they show in the server's UI)
-        from trustramp.orchestrate import run_flow
+    return DemoData(
+        out=out,
+        config=cfg_path,
+        seed=seed,
+        rows=sum(manifest.counts.values()),
+        start=manifest.start,
+        end=manifest.end,
+        planted=dict(manifest.planted),
+    )
 
-        report = run_flow("ingest", paths=[out], home=home, configs=[cfg_path])
-    else:
-        report = ingest([out], home=home, configs=[cfg_path])
+
+def demo_lines(
+    data: DemoData, report: IngestReport, result: EvaluationResult, *, home: Path
+) -> list[str]:
+    """The lines to show after the demo's ingest and evaluation (and the empty landing folder)."""
+    out, cfg_path = data.out, data.config
     lines = [
-        f"demo data: {sum(manifest.counts.values()):,} rows in {out} "
-        f"({manifest.start} .. {manifest.end}, seed {seed}); config {cfg_path}"
+        f"demo data: {data.rows:,} rows in {out} "
+        f"({data.start} .. {data.end}, seed {data.seed}); config {cfg_path}"
     ]
     lines += report.summary_lines(per_file=False)
     lines.append("planted effects:")
-    lines += [f"  {name}: {text}" for name, text in manifest.planted.items()]
-    if prefect:
-        result = run_flow(
-            "evaluate",
-            as_of=manifest.end,
-            config=cfg_path,
-            home=home,
-            reports=reports,
-            publish=True,
-        )
-    else:
-        result = evaluate(home=home, reports=reports, as_of=manifest.end, config=cfg_path)
+    lines += [f"  {name}: {text}" for name, text in data.planted.items()]
     v = result.verdict.to_dict()
     lines.append(
         f"verdict for {v['feature']} as of {v['as_of']}: {v['verdict']} (phase {v['phase']})"
@@ -196,10 +206,22 @@ def run_demo(
     # The nightly deployment's default landing folder (prefect.yaml), empty until logs land.
     (Path(home) / "landing").mkdir(parents=True, exist_ok=True)
     lines.append(
-        f"next: trustramp evaluate --config {cfg_path} --as-of {manifest.end} "
+        f"next: trustramp evaluate --config {cfg_path} --as-of {data.end} "
         "(the demo data ends that day; without --as-of, evaluate takes yesterday)"
     )
     return lines
+
+
+def run_demo(*, out: Path, rows: int, seed: int, home: Path, reports: Path) -> list[str]:
+    """Generate the demo dataset, ingest it, evaluate its last day; return the lines to show.
+
+    The plain-Python steps; `trustramp demo --prefect` runs the same steps as Prefect flow runs
+    (the CLI chooses, with `generate_demo` and `demo_lines` around them).
+    """
+    data = generate_demo(out=out, rows=rows, seed=seed)
+    report = ingest([out], home=home, configs=[data.config])
+    result = evaluate(home=home, reports=reports, as_of=data.end, config=data.config)
+    return demo_lines(data, report, result, home=home)
 
 
 # -- results ----------------------------------------------------------------------------------------

@@ -2,6 +2,12 @@
 
 `ingest_paths` is the one entry point (the CLI, the Prefect flow and tests call it). Each file is its
 own unit of work: it lands whole or not at all, and a file that cannot be read fails alone.
+
+It owns reading the input files (`readers`), the row checks in SQL (`checks`), the contract
+audit (`expectations`, Great Expectations) and staging a kind's files into lake parts and
+quarantine (`staging`). It imports pyarrow, pandas, DuckDB and Great Expectations, and of
+trustramp `contract`, `errors` and `store` (connections, the lake, its lock and columns); never
+the pipeline, the evaluation, `decide`, `report` or Prefect. `store` never imports it.
 """
 
 from __future__ import annotations
@@ -29,10 +35,7 @@ from trustramp.ingest.readers import (
     jsonl_lines,
     open_source,
 )
-from trustramp.store.duck import connect
-from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
-from trustramp.store.lock import LOCK_NAME, writer_lock
-from trustramp.store.staging import (
+from trustramp.ingest.staging import (
     SourceFile,
     StagedFile,
     StagedKind,
@@ -41,6 +44,9 @@ from trustramp.store.staging import (
     new_run_dir,
     stage_kind,
 )
+from trustramp.store.duck import connect
+from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
+from trustramp.store.lock import LOCK_NAME, writer_lock
 
 log = logging.getLogger(__name__)
 

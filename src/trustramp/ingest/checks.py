@@ -17,12 +17,12 @@ from trustramp.contract import (
     EXTRA,
     FAILED_STATUSES,
     ITEM_KEY,
-    ROW_HASH,
     ColType,
     Column,
     Schema,
 )
 from trustramp.ingest.readers import FILE, JSON_LINE, LINE, MALFORMED, ROW
+from trustramp.store.columns import DUCK_TYPES, lake_columns  # noqa: F401 - their old home
 from trustramp.store.duck import quote_ident, quote_literal
 
 FEATURE_NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
@@ -32,15 +32,6 @@ EARLIEST = "1970-01-01"
 """Timestamps before this are quarantined: the lake's date partitions hold plausible dates only
 (a BC or `-infinity` timestamp cannot become a partition folder or a Python date)."""
 MAX_VALUE_ECHO = 80
-
-DUCK_TYPES = {
-    ColType.STRING: "VARCHAR",
-    ColType.ENUM: "VARCHAR",
-    ColType.JSON: "VARCHAR",
-    ColType.FLOAT: "DOUBLE",
-    ColType.INT: "BIGINT",
-    ColType.TIMESTAMP: "TIMESTAMPTZ",
-}
 
 
 def _echo(expr: str) -> str:
@@ -483,9 +474,3 @@ def missing_columns(schema: Schema, columns: Sequence[str]) -> list[str]:
     """Required contract columns absent from a file's columns (JSON Lines are checked per row)."""
     present = set(columns)
     return [c for c in schema.required if c not in present]
-
-
-def lake_columns(schema: Schema) -> list[tuple[str, str]]:
-    """(name, DuckDB type) of the columns stored in lake files (feature and date are partitions)."""
-    cols = [(c.name, DUCK_TYPES[c.type]) for c in schema.columns if c.name != "feature"]
-    return [*cols, (ITEM_KEY, "UBIGINT"), (ROW_HASH, "UBIGINT"), (EXTRA, "VARCHAR")]

@@ -6,7 +6,8 @@ confusion counts. The functions here compute every metric of SPEC 3.1 from those
 following the conventions of SPEC 3.5, and each has an array entry point (or is trivially fed
 from arrays) so that tests compare it with independent reference implementations.
 
-This package imports only numpy, scipy and pandas (and `trustramp.contract` for names).
+This package imports only numpy, scipy and pandas, and of trustramp `contract` (for names) and
+`_dist`; never DuckDB, Prefect or `trustramp.store`.
 """
 
 from __future__ import annotations

@@ -272,7 +272,7 @@ def _kind_relation(snap: Snapshot, kind: Kind, base: Path | None = None) -> str:
 
 
 def _empty_kind(kind: Kind) -> str:
-    from trustramp.ingest.checks import lake_columns
+    from trustramp.store.columns import lake_columns
 
     cols = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in lake_columns(SCHEMAS[kind]))
     return (

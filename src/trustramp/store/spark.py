@@ -212,7 +212,7 @@ def _args(params: Mapping[str, object]) -> dict[str, Any]:
 
 def _empty_schema(kind: Kind) -> str:
     """A DDL schema of a kind's lake rows, for the empty relation of a kind with no files."""
-    from trustramp.ingest.checks import lake_columns
+    from trustramp.store.columns import lake_columns
 
     cols = [(n, _SPARK_TYPES.get(t, "STRING")) for n, t in lake_columns(SCHEMAS[kind])]
     cols += [("_source", "STRING"), (FEATURE, "STRING"), (DATE, "DATE")]

@@ -45,7 +45,7 @@ from trustramp.contract import (
     Schema,
 )
 from trustramp.errors import TrustrampError
-from trustramp.ingest.checks import lake_columns, row_hash_sql, validation_sql
+from trustramp.ingest.checks import row_hash_sql, validation_sql
 from trustramp.ingest.readers import (
     FILE,
     LINE,
@@ -55,6 +55,7 @@ from trustramp.ingest.readers import (
     file_format,
     source_names,
 )
+from trustramp.store.columns import lake_columns
 from trustramp.store.duck import quote_ident, quote_literal, translated
 from trustramp.store.lake import Home, relations
 
