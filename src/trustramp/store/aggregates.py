@@ -534,12 +534,30 @@ def feedback_comments(
 # -- the gate window's statistics, summed from the day frames (no row-level pass) ---------------
 
 
-def _days_of(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+def _in_days(frame: pd.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+    """The rows of [start, end] as a boolean mask (one mask per question: filtering a large
+    frame of Arrow-backed strings copies every column it keeps)."""
     day = frame["day"]
     if pd.api.types.is_datetime64_any_dtype(day):
-        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-        return frame[(day >= lo) & (day <= hi)]
-    return frame[(day >= start) & (day <= end)]
+        lo, hi = np.datetime64(start, "ms"), np.datetime64(end, "ms")
+        values = day.to_numpy(dtype="datetime64[ms]")
+        return (values >= lo) & (values <= hi)
+    return ((day >= start) & (day <= end)).to_numpy(dtype=bool)
+
+
+def _days_of(
+    frame: pd.DataFrame,
+    start: dt.date,
+    end: dt.date,
+    version: str | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """The rows of [start, end] (and of one model version), only `columns` when given."""
+    mask = _in_days(frame, start, end)
+    if version is not None:
+        mask &= (frame["model_version"] == version).to_numpy(dtype=bool)
+    cols = list(frame.columns) if columns is None else columns
+    return frame.loc[mask, cols]
 
 
 def paired_table(
@@ -561,9 +579,8 @@ def paired_table(
 def customer_grid(aggs: Aggregates, start: dt.date, end: dt.date, version: str) -> pd.DataFrame:
     """customer_id, grid_bin, labeled, correct, n: one version's per-customer threshold counts
     (items without a customer id kept, under a missing customer_id)."""
-    f = _days_of(aggs.grid, start, end)
-    f = f[f["model_version"] == version]
     cols = ["labeled", "correct", "n"]
+    f = _days_of(aggs.grid, start, end, version, ["customer_id", "grid_bin", *cols])
     return f.groupby(["customer_id", "grid_bin"], dropna=False, sort=True)[cols].sum().reset_index()
 
 
@@ -579,8 +596,7 @@ def equal_mass_bins(
     row-level sort's whenever no boundary cell mixes correct and wrong predictions of different
     confidences (ties at a boundary are split arbitrarily by any sort as well).
     """
-    f = _days_of(aggs.mass, start, end)
-    f = f[f["model_version"] == version]
+    f = _days_of(aggs.mass, start, end, version, ["cell", "n", "correct", "conf_sum"])
     h = f.groupby("cell", sort=True)[["n", "correct", "conf_sum"]].sum()
     total = int(h["n"].sum())
     empty = pd.DataFrame({"grp": [], "n": [], "correct": [], "conf_sum": []})
@@ -611,8 +627,7 @@ def classwise_bins(aggs: Aggregates, start: dt.date, end: dt.date, version: str)
     """Per (class, bin): n, hits, prob_sum of one version's labeled unshown predictions with
     class_probabilities (empty when none are logged). A class absent from some day's objects
     is probability 0 for that day's items: they are added to its bin 0 here."""
-    f = _days_of(aggs.classwise, start, end)
-    f = f[f["model_version"] == version]
+    f = _days_of(aggs.classwise, start, end, version)
     if not len(f):
         return pd.DataFrame({"class": [], "bin": [], "n": [], "hits": [], "prob_sum": []})
     labels = f[f["bin"] < 0].groupby("class")["n"].sum()
@@ -640,7 +655,5 @@ def labeled_sample(
 ) -> pd.DataFrame:
     """At most `limit` labeled unshown predictions (confidence, correct, sample_key) of one
     version: those of smallest md5 key (sample_days.sql; at most SAMPLE_PER_DAY per day)."""
-    f = _days_of(aggs.sample, start, end)
-    f = f[f["model_version"] == version]
-    f = f.sort_values("sample_key", kind="stable").head(limit)
-    return f[["confidence", "correct", "sample_key"]].reset_index(drop=True)
+    f = _days_of(aggs.sample, start, end, version, ["confidence", "correct", "sample_key"])
+    return f.sort_values("sample_key", kind="stable").head(limit).reset_index(drop=True)
