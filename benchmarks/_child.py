@@ -222,7 +222,7 @@ def lake_queries(args: dict[str, Any]) -> dict[str, Any]:
     breakdown.
     """
     from trustramp.config import load_config
-    from trustramp.evaluation import windows_for
+    from trustramp.evaluate.windows import windows_for
     from trustramp.metrics import LOG_LOSS_EPS
     from trustramp.store import aggregates as agg
     from trustramp.store.duck import sql

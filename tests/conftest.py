@@ -99,7 +99,7 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def demo_gate(demo_lake: dict) -> tuple[Any, Any, Any]:
     """The demo lake's windows as of its last day, its aggregates over them, and the certified
     population evaluation takes from them: ``(windows, aggregates, population)``."""
-    from trustramp.evaluation import gate_population, windows_for
+    from trustramp.evaluate.windows import gate_population, windows_for
     from trustramp.store.aggregates import compute_aggregates
     from trustramp.store.lake import Home, reader
 

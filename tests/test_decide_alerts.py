@@ -473,7 +473,8 @@ def test_critical_drift_alerts_and_asks_to_recertify_the_thresholds() -> None:
 
 
 def test_confidence_drift_from_aggregates_uses_the_sample_size_aware_levels() -> None:
-    from trustramp.evaluation import confidence_drift, windows_for
+    from trustramp.evaluate.evidence import confidence_drift
+    from trustramp.evaluate.windows import windows_for
     from trustramp.metrics import psi_result
     from trustramp.store.aggregates import Aggregates
 
@@ -503,7 +504,7 @@ def test_confidence_drift_from_aggregates_uses_the_sample_size_aware_levels() ->
 def test_latency_p95_bounds_cover_at_the_nominal_rate() -> None:
     # Order-statistic bounds on the p95, read off the fixed latency histogram: how often is the
     # true p95 of a lognormal below the lower bound (a false critical)?
-    from trustramp.evaluation import _quantile_bounds
+    from trustramp.evaluate.evidence import _quantile_bounds
     from trustramp.metrics import N_LATENCY_BINS, latency_bin
 
     rng = np.random.default_rng(5)
@@ -528,7 +529,7 @@ def test_rolling_by_version_matches_raw_rows(demo_lake: dict) -> None:
     """The per-version 24 h evidence equals counts on the raw rows of that version and day."""
     from conftest import demo_gate, raw_joined
 
-    from trustramp.evaluation import rolling_by_version
+    from trustramp.evaluate.evidence import rolling_by_version
 
     cfg = demo_lake["config"]
     win, aggs, pop = demo_gate(demo_lake)

@@ -286,7 +286,7 @@ def test_nightly_looks_on_the_sliding_window_keep_false_go_at_nominal() -> None:
 
 def test_build_evidence_counts_customers_per_segment() -> None:
     from trustramp.decide.evidence import Count
-    from trustramp.evaluation import _clustered
+    from trustramp.evaluate.evidence import _clustered
 
     customers = pd.DataFrame(
         {
@@ -323,7 +323,7 @@ def _aggs(versions: dict[str, dt.date]):
 
 def test_choose_versions_refuses_a_configured_version_absent_from_the_data() -> None:
     from trustramp.config import parse_config
-    from trustramp.evaluation import choose_versions, windows_for
+    from trustramp.evaluate.windows import choose_versions, windows_for
 
     aggs = _aggs({"v1": dt.date(2026, 11, 1), "v2": dt.date(2026, 11, 10)})
     win = windows_for(parse_config({"feature": "f"}), dt.date(2026, 11, 30))
@@ -411,7 +411,7 @@ def test_design_effects_do_not_depend_on_row_order() -> None:
     """A nightly run (cached days) and a full run hand build_evidence the same customer rows in
     different orders; the design effects, and so the verdicts, must be bit-identical."""
     from trustramp.decide.evidence import Count
-    from trustramp.evaluation import _clustered
+    from trustramp.evaluate.evidence import _clustered
 
     rng = np.random.default_rng(11)
     size = 20_000

@@ -489,7 +489,7 @@ def test_fairness_rows_in_the_metrics_table_match_fairlearn_on_raw_rows(demo_lak
     from conftest import demo_gate, raw_gate_rows
     from fairlearn.metrics import equalized_odds_difference, selection_rate
 
-    from trustramp.evaluation import gate_metric_rows
+    from trustramp.evaluate.gate_metrics import gate_metric_rows
 
     cfg = demo_lake["config"]
     win, aggs, pop = demo_gate(demo_lake)

@@ -592,7 +592,7 @@ def test_gate_calibration_evidence_from_stage_one_cells(demo_lake: dict) -> None
     item-level estimators on the raw rows of the certified population."""
     from conftest import demo_gate, raw_gate_rows
 
-    from trustramp.evaluation import calibration_evidence
+    from trustramp.evaluate.evidence import calibration_evidence
 
     cfg = demo_lake["config"]
     win, _, pop = demo_gate(demo_lake)

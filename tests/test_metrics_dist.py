@@ -92,7 +92,7 @@ def test_chi2_contingency_matches_scipy(rows: int) -> None:
 
 def test_evaluation_path_does_not_import_scipy_stats() -> None:
     code = (
-        "import sys, trustramp.evaluation, trustramp.decide.verdict, trustramp.decide.thresholds;"
+        "import sys, trustramp.evaluate.outputs, trustramp.evaluate.stage1, trustramp.decide.verdict, trustramp.decide.thresholds;"
         "print('scipy.stats' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,7 +11,8 @@ from conftest import raw_joined
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import accuracy_score, brier_score_loss, cohen_kappa_score, log_loss
 
-from trustramp.evaluation import metrics_table, windows_for
+from trustramp.evaluate.table import metrics_table
+from trustramp.evaluate.windows import windows_for
 from trustramp.metrics import expected_calibration_error
 from trustramp.store.aggregates import compute_aggregates
 from trustramp.store.lake import Home, reader
@@ -178,7 +179,8 @@ def test_gate_population_metrics_match_array_references(demo_lake: dict) -> None
     """Equal-mass and class-wise ECE from SQL equal the array implementations on raw rows."""
     import json
 
-    from trustramp.evaluation import gate_metric_rows, gate_population
+    from trustramp.evaluate.gate_metrics import gate_metric_rows
+    from trustramp.evaluate.windows import gate_population
     from trustramp.metrics import classwise_ece
     from trustramp.store import aggregates as agg
 

@@ -281,7 +281,7 @@ def test_nightly_and_on_demand_evaluate_at_once(tmp_path: Path) -> None:
         "as_of": m.end.isoformat(),
         "config": str(cfg),
     }
-    imports = "import trustramp.pipeline, trustramp.evaluation, trustramp.decide.verdict"
+    imports = "import trustramp.pipeline, trustramp.evaluate.outputs, trustramp.decide.verdict"
     nightly_code = EVALUATE.format(ingest=[str(p) for p in last_day], **fmt)
     procs = [
         start(nightly_code, tmp_path, "nightly", imports),

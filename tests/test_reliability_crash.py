@@ -156,7 +156,7 @@ def strata(n_events: int, k: int, rng: random.Random) -> list[int]:
 
 def drive(spec: dict[str, Any]) -> dict[str, Any]:
     """Probe one clean run, then run this driver's chains of kills, each with a final rerun."""
-    for module in ("trustramp.pipeline", "trustramp.evaluation", "trustramp.decide.verdict"):
+    for module in ("trustramp.pipeline", "trustramp.evaluate.outputs", "trustramp.decide.verdict"):
         importlib.import_module(module)  # preload: a forked run pays no import time
 
     root = Path(spec["root"])

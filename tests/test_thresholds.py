@@ -723,7 +723,7 @@ def test_shares_are_what_the_patch_routes(data) -> None:
 
 
 def test_patch_writes_a_closed_auto_band_as_false(data) -> None:
-    from trustramp.evaluation import Thresholds
+    from trustramp.evaluate.thresholds import Thresholds
 
     grid, _ = data
     rec = recommend_thresholds(grid, Routing())
@@ -827,7 +827,7 @@ def test_replay_of_no_traffic_is_empty_not_an_error() -> None:
 
 @pytest.mark.parametrize("min_labels", [0, 200])
 def test_recommendations_on_no_items_are_empty_not_an_error(min_labels: int) -> None:
-    from trustramp.evaluation import Thresholds
+    from trustramp.evaluate.thresholds import Thresholds
 
     empty = grid_counts([], [], dims={"segment": []})
     rec = recommend_thresholds(empty, Routing(), min_labels=min_labels, days=3)
@@ -892,7 +892,7 @@ def test_a_closed_band_round_trips_recommend_patch_validate_replay(tmp_path) -> 
 
     from trustramp.cli import main
     from trustramp.config import load_config
-    from trustramp.evaluation import Thresholds
+    from trustramp.evaluate.thresholds import Thresholds
 
     _, a = frame_from_arrays(3, 20_000)
     c, y = a["c"].copy(), a["y"].copy()
@@ -1024,7 +1024,8 @@ def test_recommendations_with_clusters(data) -> None:
 def test_recommend_on_an_empty_window_is_total() -> None:
     """Issue 15: evaluate's thresholds step on a window without predictions (the CLI refuses
     such a window earlier; the step itself must not divide by its zero days or items)."""
-    from trustramp.evaluation import gate_population, recommend, windows_for
+    from trustramp.evaluate.thresholds import recommend
+    from trustramp.evaluate.windows import gate_population, windows_for
     from trustramp.store.aggregates import CELL_MEASURES, Aggregates
 
     cfg = parse_config({"feature": "f", "segments": ["smb"], "phase_started": "2026-11-01"})
