@@ -250,6 +250,11 @@ def test_every_query_file_runs_on_spark_with_duckdbs_columns(
             "max_ms": 600_000.0,
             "shift": agg.sample_shift(3),
             "cap": 40,
+            "margin": 2.0,
+            "versions": sorted(
+                v
+                for (v,) in con.execute("SELECT DISTINCT model_version FROM predictions").fetchall()
+            ),
             "path": '$."x"',
         }
 

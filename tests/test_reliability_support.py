@@ -162,5 +162,12 @@ def files_under(root: Path) -> set[str]:
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` sorted by all its columns, with a fresh index."""
-    return frame.sort_values(list(frame.columns), na_position="first", ignore_index=True)
+    """`frame` sorted by all its columns, float columns last, with a fresh index.
+
+    Floats last: two runs' float sums may differ in the last bits (DuckDB sums in parallel), and
+    two rows that differ only in a key column can hold the same value (a version seen only in
+    shadow mode has the same Brier score with and without `mode`): sorted by the float first,
+    their order would follow those last bits and misalign the rows of two equal tables."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    keys = [c for c in frame.columns if c not in floats] + floats
+    return frame.sort_values(keys, na_position="first", ignore_index=True)
