@@ -1,15 +1,17 @@
 """Two revisions side by side: a benchmark script run from each, interleaved, medians compared.
 
     .venv/bin/python benchmarks/ab.py --base f6f214c --rounds 3 -- bench_evaluate.py \\
-        --rows 1000000 --rows 10000000 --skip pandas --skip fairlearn
+        --rows 1000000 --rows 10000000 --skip pandas --skip fairlearn --no-agreement
 
 The base revision gets a git worktree of its own (`benchmarks/data/ab-<rev>/`, with its own
-virtualenv from requirements.lock, made once and reused) that shares this tree's generated data
-(`benchmarks/data`, so both read the same lakes; each revision keeps its own day cache, whose
-folder names carry the cache layout). Each round runs the script once from the base and once from
-this tree (`--reps 1`, base first), so both see the same machine load; the table reports, per
-size and contender, the median wall and CPU seconds and peak memory of the rounds, and the ratio
-new / base of the medians. Results: `benchmarks/out/ab-<name>-latest.md` and `.json`.
+virtualenv from requirements.lock, made once and reused). This tree's harness (the script and
+`_child.py`) measures both: run with the base's interpreter, its children import the base's
+trustramp; both read the same generated lakes (each revision keeps its own day cache, whose folder
+names carry the cache layout). Each round runs the script once with each (`--reps 1`, base
+first), so both see the same machine load; the table reports, per size and contender, the median
+wall and CPU seconds and peak memory of the rounds, and the ratio new / base of the medians.
+Results: `benchmarks/out/ab-<name>-latest.md` and `.json` (the per-run files' source digest is
+this tree's, also for the base's runs).
 
 For scripts that take `--reps` and `--name` and prepare nothing both trees would share
 (bench_evaluate.py, bench_ingest.py). Not bench_incremental.py: its prepared lake holds a day cache
@@ -50,14 +52,11 @@ def base_tree(rev: str) -> Path:
         _run([sys.executable, "-m", "venv", ".venv"], tree)
         pip = [str(tree / ".venv" / "bin" / "pip"), "install", "-q", "-c", "requirements.lock"]
         _run([*pip, "-e", ".[dev]"], tree)
-    shared = tree / "benchmarks" / "data"
-    if not shared.exists():
-        shared.symlink_to(DATA)
     return tree
 
 
-def _results(tree: Path, name: str) -> list[dict[str, Any]]:
-    return json.loads((tree / "benchmarks" / "out" / f"{name}-latest.json").read_text())["results"]
+def _results(name: str) -> list[dict[str, Any]]:
+    return json.loads((OUT / f"{name}-latest.json").read_text())["results"]
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
@@ -79,8 +78,8 @@ def main() -> None:
         for label, tree in trees.items():
             name = f"ab-{a.name}-{label}-{r}"
             cmd = [str(tree / ".venv" / "bin" / "python"), f"benchmarks/{a.script}", *a.args]
-            _run([*cmd, "--reps", "1", "--name", name], tree)
-            for size in _results(tree, name):
+            _run([*cmd, "--reps", "1", "--name", name], ROOT)
+            for size in _results(name):
                 for contender, got in size["runs"].items():
                     key = (size["n"], contender, label)
                     runs.setdefault(key, {"runs": []})["runs"] += got
