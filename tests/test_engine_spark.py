@@ -147,13 +147,7 @@ def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(
         assert len(days) >= 14
         cfg = lake["config"]
         cached[name] = daycache.load(
-            Home.at(copy),
-            lake["feature"],
-            min(days),
-            max(days),
-            bins=cfg.statistics.ece_bins,
-            grid_step=cfg.routing.grid_step,
-            seed=cfg.statistics.seed,
+            Home.at(copy), lake["feature"], min(days), max(days), daycache.Key.of(cfg)
         )
     assert_same(cached["duckdb"], cached["spark"])
     duck, got = (_rounded(results[n].verdict.to_dict()) for n in ("duckdb", "spark"))

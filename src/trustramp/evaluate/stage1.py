@@ -90,40 +90,20 @@ def load_day_statistics(
 
     win = checked_windows(cfg, as_of)
     check_data(con, home, cfg, win)
-    bins, step, seed = cfg.statistics.ece_bins, cfg.routing.grid_step, cfg.statistics.seed
+    key = daycache.Key.of(cfg)
     # The day cache is written, then read, under the lock: another writer (an ingest, another
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
     spec = engine if engine is not None else EngineSpec.of()
-    stale = daycache.stale_days(
-        home,
-        cfg.feature,
-        win.first,
-        as_of,
-        bins=bins,
-        grid_step=step,
-        seed=seed,
-        full=full_recompute,
-    )
+    stale = daycache.stale_days(home, cfg.feature, win.first, as_of, key, full=full_recompute)
     spec = spec.for_work(bool(stale))
     # Spark starts (seconds) before the lock is taken, not while holding it.
     with stage("aggregates", days=(as_of - win.first).days + 1) as line, spec.started() as eng:
         with writer_lock(home.root, wait_seconds=wait_seconds):
             refreshed = daycache.refresh(
-                con,
-                home,
-                cfg.feature,
-                win.first,
-                as_of,
-                bins=bins,
-                grid_step=step,
-                seed=seed,
-                full=full_recompute,
-                engine=eng,
+                con, home, cfg.feature, win.first, as_of, key, full=full_recompute, engine=eng
             )
-            aggs = daycache.load(
-                home, cfg.feature, win.first, as_of, bins=bins, grid_step=step, seed=seed
-            )
+            aggs = daycache.load(home, cfg.feature, win.first, as_of, key)
         line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
     return win, aggs, refreshed
 
@@ -134,13 +114,7 @@ def any_stale_days(home: Home, cfgs: list[RolloutConfig], day: dt.date) -> bool:
 
     return any(
         daycache.stale_days(
-            home,
-            cfg.feature,
-            checked_windows(cfg, day).first,
-            day,
-            bins=cfg.statistics.ece_bins,
-            grid_step=cfg.routing.grid_step,
-            seed=cfg.statistics.seed,
+            home, cfg.feature, checked_windows(cfg, day).first, day, daycache.Key.of(cfg)
         )
         for cfg in cfgs
     )
@@ -168,15 +142,7 @@ def refresh_feature(
     with stage("aggregates", feature=cfg.feature, engine=engine_name) as line:
         with writer_lock(home.root, wait_seconds=wait_seconds):
             refreshed = daycache.refresh(
-                con,
-                home,
-                cfg.feature,
-                first,
-                day,
-                bins=cfg.statistics.ece_bins,
-                grid_step=cfg.routing.grid_step,
-                seed=cfg.statistics.seed,
-                engine=engine,
+                con, home, cfg.feature, first, day, daycache.Key.of(cfg), engine=engine
             )
         line.update(recomputed=len(refreshed.recomputed))
     return refreshed

@@ -20,6 +20,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -37,7 +38,10 @@ from trustramp.store.lake import (
     sweep_siblings,
 )
 
-__all__ = ["Refresh", "load", "mark_dirty", "refresh", "stale_days"]
+if TYPE_CHECKING:
+    from trustramp.config import RolloutConfig
+
+__all__ = ["Key", "Refresh", "load", "mark_dirty", "refresh", "stale_days"]
 
 FRAMES = (
     "cells",
@@ -73,9 +77,24 @@ LAYOUT = "v2"
 version of trustramp (other frames) is recomputed rather than read."""
 
 
-def cache_dir(home: Home, feature: str, bins: int, grid_step: float, seed: int = 0) -> Path:
-    name = f"{LAYOUT}-b{bins}-g{round(grid_step * 1e6)}" + (f"-s{seed}" if seed else "")
-    return home.root / "aggregates" / feature / name
+@dataclass(frozen=True)
+class Key:
+    """What a feature's day statistics depend on besides the lake: the ECE bins, the threshold
+    grid's step and the sample's seed (a config's `statistics.ece_bins`, `routing.grid_step`,
+    `statistics.seed`). Each key has its own cache folder."""
+
+    bins: int = 15
+    grid_step: float = 0.01
+    seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: RolloutConfig) -> Key:
+        return cls(cfg.statistics.ece_bins, cfg.routing.grid_step, cfg.statistics.seed)
+
+
+def cache_dir(home: Home, feature: str, key: Key) -> Path:
+    name = f"{LAYOUT}-b{key.bins}-g{round(key.grid_step * 1e6)}"
+    return home.root / "aggregates" / feature / (name + (f"-s{key.seed}" if key.seed else ""))
 
 
 @dataclass(frozen=True)
@@ -92,10 +111,8 @@ def refresh(
     feature: str,
     start: dt.date,
     end: dt.date,
+    key: Key,
     *,
-    bins: int,
-    grid_step: float,
-    seed: int = 0,
     full: bool = False,
     engine: Engine | None = None,
 ) -> Refresh:
@@ -105,12 +122,10 @@ def refresh(
     # the days recomputed include every file whose marks are cleared below, and the caller's
     # later reads on `con` see the same state as these aggregates.
     attach_views(con, home)
-    base = cache_dir(home, feature, bins, grid_step, seed)
+    base = cache_dir(home, feature, key)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
-    todo = stale_days(
-        home, feature, start, end, bins=bins, grid_step=grid_step, seed=seed, full=full
-    )
+    todo = stale_days(home, feature, start, end, key, full=full)
     if todo:
         if engine is not None:  # under the same lock: it sees the same commits as `con`
             engine.attach(home)
@@ -119,10 +134,10 @@ def refresh(
             feature,
             min(todo),
             max(todo),
-            bins=bins,
-            grid_step=grid_step,
+            bins=key.bins,
+            grid_step=key.grid_step,
             days=todo,
-            seed=seed,
+            seed=key.seed,
         )
         for day, tables in _split_days(aggs, todo).items():
             _write_day(base / day.isoformat(), tables)
@@ -137,15 +152,13 @@ def stale_days(
     feature: str,
     start: dt.date,
     end: dt.date,
+    key: Key,
     *,
-    bins: int,
-    grid_step: float,
-    seed: int = 0,
     full: bool = False,
 ) -> list[dt.date]:
     """The days of [start, end] a refresh would recompute now: dirty or never computed (all of
     them with `full`). Without the writer lock, a hint: an ingest may add some before the refresh."""
-    base = cache_dir(home, feature, bins, grid_step, seed)
+    base = cache_dir(home, feature, key)
     marks = _dirty_marks(home, feature)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     return [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
@@ -177,23 +190,14 @@ def _write_day(folder: Path, tables: dict[str, pa.Table]) -> None:
     replace_dir(tmp, folder)
 
 
-def load(
-    home: Home,
-    feature: str,
-    start: dt.date,
-    end: dt.date,
-    *,
-    bins: int,
-    grid_step: float,
-    seed: int = 0,
-) -> Aggregates:
+def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Aggregates:
     """The cached aggregates of [start, end].
 
     Call `refresh` first, and call both under the same hold of the writer lock: then no other
     evaluation can recompute a day (from a lake an ingest changed meanwhile) between the two,
     and every day read comes from the lake state that refresh saw.
     """
-    base = cache_dir(home, feature, bins, grid_step, seed)
+    base = cache_dir(home, feature, key)
     parts: dict[str, list[pa.Table]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
         for name, table in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
@@ -210,7 +214,7 @@ def load(
         table = pa.concat_tables(got, promote_options="permissive")
         frames[name] = table.to_pandas(date_as_object=name not in GATE_FRAMES)
     return Aggregates(
-        feature=feature, start=start, end=end, bins=bins, grid_step=grid_step, **frames
+        feature=feature, start=start, end=end, bins=key.bins, grid_step=key.grid_step, **frames
     )
 
 
