@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import demo_gate, raw_joined
 
@@ -19,9 +20,17 @@ from trustramp.store import daycache
 from trustramp.store.lake import Home, reader
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+def _sorted(frame: pd.DataFrame | pa.Table) -> pd.DataFrame:
+    if isinstance(frame, pa.Table):
+        frame = frame.to_pandas()
     cols = list(frame.columns)
     return frame.sort_values(cols, na_position="first").reset_index(drop=True)
+
+
+def _concat(parts: list[pd.DataFrame | pa.Table]) -> pd.DataFrame | pa.Table:
+    if isinstance(parts[0], pa.Table):
+        return pa.concat_tables(parts)
+    return pd.concat(parts, ignore_index=True)
 
 
 def test_two_halves_of_the_days_sum_to_one_run(demo_lake: dict) -> None:
@@ -40,7 +49,7 @@ def test_two_halves_of_the_days_sum_to_one_run(demo_lake: dict) -> None:
         con.close()
     for name in daycache.FRAMES:
         a = getattr(whole, name)
-        b = pd.concat([getattr(h, name) for h in halves], ignore_index=True)
+        b = _concat([getattr(h, name) for h in halves])
         if name != "classwise":
             assert len(a) > 0, name
         pd.testing.assert_frame_equal(_sorted(a), _sorted(b), check_dtype=False, obj=name)
@@ -51,12 +60,9 @@ def test_two_halves_of_the_days_sum_to_one_run(demo_lake: dict) -> None:
         end=end,
         bins=whole.bins,
         grid_step=whole.grid_step,
-        **{
-            n: pd.concat([getattr(h, n) for h in halves], ignore_index=True)
-            for n in daycache.FRAMES
-        },
+        **{n: _concat([getattr(h, n) for h in halves]) for n in daycache.FRAMES},
     )
-    versions = sorted(set(whole.grid["model_version"]))
+    versions = sorted(set(whole.grid["model_version"].to_pylist()))
     assert len(versions) >= 2
     v, prev = versions[-1], versions[-2]
     assert agg.paired_table(merged, start, end, v, prev) == agg.paired_table(

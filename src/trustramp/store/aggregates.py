@@ -15,10 +15,13 @@ import datetime as dt
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from trustramp.errors import StoreError
 from trustramp.store.duck import memory_limit_bytes, sql, translated
@@ -76,20 +79,24 @@ class Aggregates:
     """model_version, segment, mode, day, lat_bin, n (bins of trustramp.metrics.latency)."""
     confidence: pd.DataFrame
     """model_version, day, bin, n: all traffic with a confidence, on `bins` equal-width bins."""
-    grid: pd.DataFrame = field(default_factory=lambda: empty_frame("grid"))
+    grid: pa.Table = field(default_factory=lambda: empty_gate("grid"))
     """model_version, customer_id, day, grid_bin, labeled, correct, n: unshown, successful
     predictions with a confidence (the thresholds' customers as clusters)."""
-    paired: pd.DataFrame = field(default_factory=lambda: empty_frame("paired"))
+    paired: pa.Table = field(default_factory=lambda: empty_gate("paired"))
     """day, version_a, version_b, hit_a, hit_b, n: labeled unshown items two versions predicted
     on the same day (version_a < version_b)."""
-    mass: pd.DataFrame = field(default_factory=lambda: empty_frame("mass"))
+    mass: pa.Table = field(default_factory=lambda: empty_gate("mass"))
     """model_version, day, cell, n, correct, conf_sum: labeled unshown predictions on cells of
     1e-4 of confidence (equal-mass bins are cut from it)."""
-    classwise: pd.DataFrame = field(default_factory=lambda: empty_frame("classwise"))
+    classwise: pa.Table = field(default_factory=lambda: empty_gate("classwise"))
     """model_version, day, class, bin, n, hits, prob_sum (bin -1: items by human label)."""
-    sample: pd.DataFrame = field(default_factory=lambda: empty_frame("sample"))
+    sample: pa.Table = field(default_factory=lambda: empty_gate("sample"))
     """model_version, day, confidence, correct, sample_key: each version and day's SAMPLE_PER_DAY
-    labeled unshown predictions of smallest md5 key (the recalibration sample's candidates)."""
+    labeled unshown predictions of smallest md5 key (the recalibration sample's candidates).
+
+    The five gate frames (GATE_SCHEMAS) stay Arrow tables from the engine to the day cache and
+    back: they are large (about a row per customer, version, day and grid cell), and only the
+    gate window's sums below read them, after filtering."""
 
 
 def empty_frame(name: str) -> pd.DataFrame:
@@ -108,21 +115,85 @@ def empty_frame(name: str) -> pd.DataFrame:
         ],
         "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
         "confidence": ["model_version", "day", "bin", "n"],
-        "grid": ["model_version", "customer_id", "day", "grid_bin", "labeled", "correct", "n"],
-        "paired": ["day", "version_a", "version_b", "hit_a", "hit_b", "n"],
-        "mass": ["model_version", "day", "cell", "n", "correct", "conf_sum"],
-        "classwise": ["model_version", "day", "class", "bin", "n", "hits", "prob_sum"],
-        "sample": ["model_version", "day", "confidence", "correct", "sample_key"],
     }[name]
-    floats = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum", "prob_sum", "confidence"}
-    ints = {*INT_MEASURES, "grid_bin", "cell", "bin", "sample_key"}
+    floats = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"}
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                dtype="float64" if c in floats else "int64" if c in INT_MEASURES else object
+            )
+            for c in cols
+        }
+    )
 
-    def dtype(c: str) -> str | type:
-        if c == "day" and name in GATE_FRAMES:
-            return "datetime64[ms]"
-        return "float64" if c in floats else "int64" if c in ints else object
 
-    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in cols})
+_S, _D, _I32, _I64, _F = pa.string(), pa.date32(), pa.int32(), pa.int64(), pa.float64()
+GATE_SCHEMAS: dict[str, pa.Schema] = {
+    "grid": pa.schema(
+        [
+            ("model_version", _S),
+            ("customer_id", _S),
+            ("day", _D),
+            ("grid_bin", _I32),
+            ("labeled", _I64),
+            ("correct", _I64),
+            ("n", _I64),
+        ]
+    ),
+    "paired": pa.schema(
+        [
+            ("day", _D),
+            ("version_a", _S),
+            ("version_b", _S),
+            ("hit_a", pa.bool_()),
+            ("hit_b", pa.bool_()),
+            ("n", _I64),
+        ]
+    ),
+    "mass": pa.schema(
+        [
+            ("model_version", _S),
+            ("day", _D),
+            ("cell", _I32),
+            ("n", _I64),
+            ("correct", _I64),
+            ("conf_sum", _F),
+        ]
+    ),
+    "classwise": pa.schema(
+        [
+            ("model_version", _S),
+            ("day", _D),
+            ("class", _S),
+            ("bin", _I32),
+            ("n", _I64),
+            ("hits", _I64),
+            ("prob_sum", _F),
+        ]
+    ),
+    "sample": pa.schema(
+        [
+            ("model_version", _S),
+            ("day", _D),
+            ("confidence", _F),
+            ("correct", _I64),
+            ("sample_key", _I64),
+        ]
+    ),
+}
+"""The gate frames' columns and types, whichever engine computed them."""
+GATE_FRAMES = frozenset(GATE_SCHEMAS)
+
+
+def empty_gate(name: str) -> pa.Table:
+    """A gate frame with its columns and no rows."""
+    return GATE_SCHEMAS[name].empty_table()
+
+
+def _gate_table(table: pa.Table, name: str) -> pa.Table:
+    """An engine's result as gate frame `name` (its columns in order, its types)."""
+    schema = GATE_SCHEMAS[name]
+    return table.select(schema.names).cast(schema)
 
 
 def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
@@ -247,15 +318,16 @@ def compute_aggregates(
     chunk_rows = _chunk_rows(engine.con) if isinstance(engine, DuckEngine) else sys.maxsize
     with engine.translated(f"aggregating {feature} {start}..{end}"):
         chunks = _chunks(wanted, day_rows, chunk_rows)
-        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in JOINED_FRAMES}
+        parts: dict[str, list[pd.DataFrame | pa.Table]] = {name: [] for name in JOINED_FRAMES}
         for c in chunks:
             for name, frame in _chunk_frames(engine, p, c, len(day_rows)).items():
                 parts[name].append(frame)
         # (an empty part, of days without predictions, would turn the dtypes into object)
-        got = {
-            n: pd.concat([f for f in fs if len(f)] or fs[:1], ignore_index=True)
-            for n, fs in parts.items()
+        cells = parts.pop("cells")
+        got: dict[str, Any] = {
+            "cells": pd.concat([f for f in cells if len(f)] or cells[:1], ignore_index=True)
         }
+        got |= {n: pa.concat_tables(fs) for n, fs in parts.items()}
         lat = engine.query(lat_sql, _bound(lat_sql, p))
         conf = engine.query(conf_sql, _bound(conf_sql, p))
     raw = got["cells"]
@@ -282,11 +354,11 @@ def compute_aggregates(
         confusion=_tidy(confusion),
         latency=_tidy(lat),
         confidence=_tidy(conf),
-        grid=_tidy(got["grid"], dates=False),
-        paired=_tidy(got["paired"], dates=False),
-        mass=_tidy(got["mass"], dates=False),
-        classwise=_tidy(got["classwise"], dates=False),
-        sample=_tidy(got["sample"], dates=False),
+        grid=got["grid"],
+        paired=got["paired"],
+        mass=got["mass"],
+        classwise=got["classwise"],
+        sample=got["sample"],
     )
 
 
@@ -333,19 +405,21 @@ def _chunk_frames(
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
     )
-    out: dict[str, pd.DataFrame] = {}
+    out: dict[str, pd.DataFrame | pa.Table] = {}
     with engine.held("joined", joined, _bound(joined, p)):
         for name, query_name in JOINED_FRAMES.items():
             query = _with_latest(sql(query_name))
-            if name == "classwise" and not probs:
-                out[name] = empty_frame("classwise")
+            if name == "cells":
+                out[name] = engine.query(query, _bound(query, p))
+            elif name == "classwise" and not probs:
+                out[name] = empty_gate("classwise")
             elif name == "paired":
                 versions = sorted(set(out["cells"]["model_version"].dropna()))
                 out[name] = _paired_pairs(engine, query, {**p, "versions": versions}, versions)
             elif name == "sample":
                 out[name] = _sample(engine, query, p)
             else:
-                out[name] = engine.query(query, _bound(query, p))
+                out[name] = _gate_table(engine.arrow(query, _bound(query, p)), name)
     return out
 
 
@@ -355,10 +429,10 @@ MAX_PAIRED_VERSIONS = 62
 
 def _paired_pairs(
     engine: Engine, query: str, params: dict[str, object], versions: list[str]
-) -> pd.DataFrame:
+) -> pa.Table:
     """paired_days.sql's bit masks expanded into (day, version_a, version_b, hit_a, hit_b, n)."""
     if len(versions) < 2:
-        return empty_frame("paired")
+        return empty_gate("paired")
     if len(versions) > MAX_PAIRED_VERSIONS:
         raise StoreError(
             f"{len(versions)} model versions in a few days of one feature: paired comparisons "
@@ -378,13 +452,15 @@ def _paired_pairs(
                     bool(int(hits) >> j & 1),
                 )
                 rows[key] = rows.get(key, 0) + int(n)
-    if not rows:
-        return empty_frame("paired")
-    frame = pd.DataFrame(
-        [(*k, n) for k, n in rows.items()],
-        columns=["day", "version_a", "version_b", "hit_a", "hit_b", "n"],
+    names = GATE_SCHEMAS["paired"].names
+    table = pa.Table.from_pylist(
+        [
+            dict(zip(names, (pd.Timestamp(k[0]).date(), *k[1:], n), strict=True))
+            for k, n in rows.items()
+        ],
+        schema=GATE_SCHEMAS["paired"],
     )
-    return frame.astype({"n": "int64"})
+    return table
 
 
 SAMPLE_MARGIN = 2.0
@@ -392,12 +468,13 @@ SAMPLE_MARGIN = 2.0
 each version and day (keys are uniform); a group the cut left short is taken again whole."""
 
 
-def _sample(engine: Engine, query: str, params: dict[str, object]) -> pd.DataFrame:
-    frame = engine.query(query, _bound(query, {**params, "margin": SAMPLE_MARGIN}))
+def _sample(engine: Engine, query: str, params: dict[str, object]) -> pa.Table:
+    table = engine.arrow(query, _bound(query, {**params, "margin": SAMPLE_MARGIN}))
     cap = int(params["cap"])  # type: ignore[call-overload]
-    if (frame["kept"] < np.minimum(frame["n"], cap)).any():
-        frame = engine.query(query, _bound(query, {**params, "margin": 0.0}))
-    return frame.drop(columns=["n", "kept"])
+    n, kept = (table[c].to_numpy().astype(np.int64) for c in ("n", "kept"))
+    if (kept < np.minimum(n, cap)).any():
+        table = engine.arrow(query, _bound(query, {**params, "margin": 0.0}))
+    return _gate_table(table, "sample")
 
 
 def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filter: str) -> bool:
@@ -411,16 +488,10 @@ def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filt
     return bool(engine.query(query, _bound(query, params))["n"].iloc[0])
 
 
-GATE_FRAMES = frozenset({"grid", "paired", "mass", "classwise", "sample"})
-"""The frames of the gate window's statistics: large, read only by the functions at the end of
-this module, so their `day` is datetime64 (filtered as numbers), not Python dates."""
-
-
-def _tidy(frame: pd.DataFrame, *, dates: bool = True) -> pd.DataFrame:
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if "day" in frame:
-        day = pd.to_datetime(frame["day"])
-        frame["day"] = day.dt.date if dates else day.astype("datetime64[ms]")
+        frame["day"] = pd.to_datetime(frame["day"]).dt.date
     for c in frame.columns:
         if c in INT_MEASURES:
             frame[c] = frame[c].astype("int64")
@@ -534,30 +605,23 @@ def feedback_comments(
 # -- the gate window's statistics, summed from the day frames (no row-level pass) ---------------
 
 
-def _in_days(frame: pd.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
-    """The rows of [start, end] as a boolean mask (one mask per question: filtering a large
-    frame of Arrow-backed strings copies every column it keeps)."""
-    day = frame["day"]
-    if pd.api.types.is_datetime64_any_dtype(day):
-        lo, hi = np.datetime64(start, "ms"), np.datetime64(end, "ms")
-        values = day.to_numpy(dtype="datetime64[ms]")
-        return (values >= lo) & (values <= hi)
-    return ((day >= start) & (day <= end)).to_numpy(dtype=bool)
-
-
-def _days_of(
-    frame: pd.DataFrame,
+def _gate_rows(
+    table: pa.Table,
     start: dt.date,
     end: dt.date,
     version: str | None = None,
     columns: list[str] | None = None,
-) -> pd.DataFrame:
-    """The rows of [start, end] (and of one model version), only `columns` when given."""
-    mask = _in_days(frame, start, end)
+) -> pa.Table:
+    """The rows of a gate frame in [start, end] (and of one model version), only `columns`."""
+    day = table["day"]
+    mask = pc.and_(
+        pc.greater_equal(day, pa.scalar(start, pa.date32())),
+        pc.less_equal(day, pa.scalar(end, pa.date32())),
+    )
     if version is not None:
-        mask &= (frame["model_version"] == version).to_numpy(dtype=bool)
-    cols = list(frame.columns) if columns is None else columns
-    return frame.loc[mask, cols]
+        mask = pc.and_(mask, pc.equal(table["model_version"], pa.scalar(version, pa.string())))
+    out = table.filter(mask)
+    return out if columns is None else out.select(columns)
 
 
 def paired_table(
@@ -565,7 +629,7 @@ def paired_table(
 ) -> dict[tuple[bool, bool], int]:
     """(candidate correct, previous correct) -> items, on unshown labeled items both versions
     predicted on the same day of [start, end]."""
-    f = _days_of(aggs.paired, start, end)
+    f = _gate_rows(aggs.paired, start, end).to_pandas()
     if candidate < previous:
         f = f[(f["version_a"] == candidate) & (f["version_b"] == previous)]
         cand, prev = "hit_a", "hit_b"
@@ -578,10 +642,16 @@ def paired_table(
 
 def customer_grid(aggs: Aggregates, start: dt.date, end: dt.date, version: str) -> pd.DataFrame:
     """customer_id, grid_bin, labeled, correct, n: one version's per-customer threshold counts
-    (items without a customer id kept, under a missing customer_id)."""
+    (items without a customer id kept, under a missing customer_id, last)."""
     cols = ["labeled", "correct", "n"]
-    f = _days_of(aggs.grid, start, end, version, ["customer_id", "grid_bin", *cols])
-    return f.groupby(["customer_id", "grid_bin"], dropna=False, sort=True)[cols].sum().reset_index()
+    rows = _gate_rows(aggs.grid, start, end, version, ["customer_id", "grid_bin", *cols])
+    summed = rows.group_by(["customer_id", "grid_bin"]).aggregate([(c, "sum") for c in cols])
+    summed = summed.rename_columns(
+        [{f"{c}_sum": c for c in cols}.get(c, c) for c in summed.column_names]
+    )
+    summed = summed.sort_by([("customer_id", "ascending"), ("grid_bin", "ascending")])
+    frame = summed.select(["customer_id", "grid_bin", *cols]).to_pandas()
+    return frame.astype({"grid_bin": "int64"})
 
 
 def equal_mass_bins(
@@ -596,8 +666,8 @@ def equal_mass_bins(
     row-level sort's whenever no boundary cell mixes correct and wrong predictions of different
     confidences (ties at a boundary are split arbitrarily by any sort as well).
     """
-    f = _days_of(aggs.mass, start, end, version, ["cell", "n", "correct", "conf_sum"])
-    h = f.groupby("cell", sort=True)[["n", "correct", "conf_sum"]].sum()
+    f = _gate_rows(aggs.mass, start, end, version, ["cell", "n", "correct", "conf_sum"])
+    h = f.to_pandas().groupby("cell", sort=True)[["n", "correct", "conf_sum"]].sum()
     total = int(h["n"].sum())
     empty = pd.DataFrame({"grp": [], "n": [], "correct": [], "conf_sum": []})
     if total == 0 or bins < 1:
@@ -627,7 +697,7 @@ def classwise_bins(aggs: Aggregates, start: dt.date, end: dt.date, version: str)
     """Per (class, bin): n, hits, prob_sum of one version's labeled unshown predictions with
     class_probabilities (empty when none are logged). A class absent from some day's objects
     is probability 0 for that day's items: they are added to its bin 0 here."""
-    f = _days_of(aggs.classwise, start, end, version)
+    f = _gate_rows(aggs.classwise, start, end, version).to_pandas()
     if not len(f):
         return pd.DataFrame({"class": [], "bin": [], "n": [], "hits": [], "prob_sum": []})
     labels = f[f["bin"] < 0].groupby("class")["n"].sum()
@@ -655,5 +725,6 @@ def labeled_sample(
 ) -> pd.DataFrame:
     """At most `limit` labeled unshown predictions (confidence, correct, sample_key) of one
     version: those of smallest md5 key (sample_days.sql; at most SAMPLE_PER_DAY per day)."""
-    f = _days_of(aggs.sample, start, end, version, ["confidence", "correct", "sample_key"])
-    return f.sort_values("sample_key", kind="stable").head(limit).reset_index(drop=True)
+    rows = _gate_rows(aggs.sample, start, end, version, ["confidence", "correct", "sample_key"])
+    rows = rows.sort_by("sample_key").slice(0, limit)
+    return rows.to_pandas()

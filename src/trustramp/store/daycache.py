@@ -20,14 +20,20 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trustramp.store.aggregates import GATE_FRAMES, Aggregates, compute_aggregates, empty_frame
+from trustramp.store.aggregates import (
+    GATE_FRAMES,
+    Aggregates,
+    compute_aggregates,
+    empty_frame,
+    empty_gate,
+)
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
     Home,
@@ -166,13 +172,22 @@ def stale_days(
 
 def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
     """Each day's rows of every frame, as Arrow tables (one conversion and one grouping per
-    frame, not one filter per frame and day)."""
+    frame, not one filter per frame and day; the gate frames, Arrow already, sorted by day once
+    and sliced)."""
     out: dict[dt.date, dict[str, pa.Table]] = {day: {} for day in days}
+    for name in GATE_FRAMES:
+        table = getattr(aggs, name).sort_by("day")
+        ends = table["day"].to_numpy().astype("datetime64[D]")
+        for day in days:
+            at = np.datetime64(day, "D")
+            lo, hi = np.searchsorted(ends, at, "left"), np.searchsorted(ends, at, "right")
+            out[day][name] = table.slice(lo, hi - lo)
     for name in FRAMES:
+        if name in GATE_FRAMES:
+            continue
         frame = getattr(aggs, name)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         rows = frame.groupby("day", sort=False).indices if len(frame) else {}
-        rows = {pd.Timestamp(k).date(): v for k, v in rows.items()}  # dates or datetime64
         for day in days:
             at = rows.get(day)
             out[day][name] = table.slice(0, 0) if at is None else table.take(at)
@@ -204,15 +219,15 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
             if table.num_rows:
                 parts[name].append(table)
     # One conversion per frame, not per frame and day (pandas' per-frame overhead dominates
-    # the small days); `day` comes back as Arrow's date32: dates, or datetime64 for the gate
-    # frames (GATE_FRAMES), which are large and filtered by day as numbers.
-    frames = {}
+    # the small days); the gate frames stay Arrow (GATE_SCHEMAS: every day file has it).
+    frames: dict[str, Any] = {}
     for name, got in parts.items():
-        if not got:
+        if name in GATE_FRAMES:
+            frames[name] = pa.concat_tables(got) if got else empty_gate(name)
+        elif got:
+            frames[name] = pa.concat_tables(got, promote_options="permissive").to_pandas()
+        else:
             frames[name] = empty_frame(name)
-            continue
-        table = pa.concat_tables(got, promote_options="permissive")
-        frames[name] = table.to_pandas(date_as_object=name not in GATE_FRAMES)
     return Aggregates(
         feature=feature, start=start, end=end, bins=key.bins, grid_step=key.grid_step, **frames
     )

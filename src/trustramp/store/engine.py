@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from trustramp.errors import UsageError
 from trustramp.store.duck import translated
@@ -48,6 +49,9 @@ class Engine(Protocol):
     def query(self, text: str, params: Mapping[str, object]) -> pd.DataFrame:
         """Run one DuckDB-dialect query with `params` bound (`$name`); its whole result."""
 
+    def arrow(self, text: str, params: Mapping[str, object]) -> pa.Table:
+        """The same, as an Arrow table (for large results that are not read as pandas)."""
+
     def translated(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Turn the engine's errors into StoreError naming what we were doing."""
 
@@ -70,6 +74,9 @@ class DuckEngine:
 
     def query(self, text: str, params: Mapping[str, object]) -> pd.DataFrame:
         return self.con.execute(text, dict(params)).df()
+
+    def arrow(self, text: str, params: Mapping[str, object]) -> pa.Table:
+        return self.con.sql(text, params=dict(params)).to_arrow_table()
 
     @contextlib.contextmanager
     def held(self, name: str, text: str, params: Mapping[str, object]) -> Iterator[None]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from trustramp.contract import DATE, FEATURE, SCHEMAS, Kind
 from trustramp.errors import StoreError
@@ -158,8 +159,11 @@ class SparkEngine:
         )
         return frame.withColumn(DATE, F.col(DATE).cast("date"))
 
+    def arrow(self, text: str, params: Mapping[str, object]) -> pa.Table:
+        return self.spark.sql(to_spark(text), args=_args(params)).toArrow()
+
     def query(self, text: str, params: Mapping[str, object]) -> pd.DataFrame:
-        table = self.spark.sql(to_spark(text), args=_args(params)).toArrow()
+        table = self.arrow(text, params)
         con = duckdb.connect()
         try:
             return con.from_arrow(table).df()
