@@ -171,3 +171,26 @@ def test_sample_is_the_smallest_md5_keys(gate: dict) -> None:
     assert list(got["correct"]) == list(
         (want["human_label"] == want["predicted_label"]).astype(int)
     )
+
+
+def test_sample_cut_that_falls_short_is_taken_again_whole(
+    demo_lake: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sample_days.sql sorts only keys under a cut; a cut too tight for some version-day (here
+    forced: half the cap) is detected and that chunk's sample recomputed without it, so the
+    result is still each day's `cap` smallest keys."""
+    cfg = demo_lake["config"]
+    end = demo_lake["manifest"].end
+    start = end - dt.timedelta(days=3)
+    monkeypatch.setattr(agg, "SAMPLE_PER_DAY", 50)
+    con = reader(Home.at(demo_lake["home"]))
+    try:
+        got = {}
+        for margin in (0.5, 3.0):
+            monkeypatch.setattr(agg, "SAMPLE_MARGIN", margin)
+            got[margin] = agg.compute_aggregates(con, cfg.feature, start, end).sample.to_pandas()
+    finally:
+        con.close()
+    per_day = got[0.5].groupby(["model_version", "day"]).size()
+    assert (per_day <= 50).all() and (per_day == 50).sum() >= 4
+    pd.testing.assert_frame_equal(_sorted(got[0.5]), _sorted(got[3.0]))

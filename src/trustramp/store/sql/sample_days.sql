@@ -3,7 +3,7 @@
 -- md5 key (item_key, the lower 64 bits of md5(item_id), so the same on every engine) shifted by
 -- the seed: (item_key mod 2^63 + $shift) mod 2^63. Summing days keeps the smallest keys overall
 -- (`aggregates.labeled_sample`). Keys are uniform, so only the rows below a cut that keeps about
--- twice $cap of each version-day are sorted; `n` and `kept` (the group's rows, and its rows
+-- $margin x $cap (1.25x) of each version-day are sorted; `n` and `kept` (the group's rows, and its rows
 -- under the cut) let the caller check that the cut kept at least min($cap, n) (else it runs the
 -- query again with $margin = 0: no cut). Grain: one row per prediction, at most $cap per version
 -- and day. Reads `joined` (joined.sql). Parameters: $shift (0 <= shift < 2^63), $cap, $margin.
