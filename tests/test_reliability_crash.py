@@ -39,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -425,8 +426,8 @@ def cache(home: Path) -> dict[str, pa.Table]:
     canonical row order (DuckDB does not preserve one; the content is what must match)."""
     out = {}
     for done in sorted(home.glob("aggregates/*/*/[!.]*/_done")):
-        for f in sorted(done.parent.glob("*.parquet")):
-            table = pq.read_table(f)
+        for f in sorted(done.parent.glob("*.arrow")):
+            table = feather.read_table(f)
             out[str(f.relative_to(home))] = table.sort_by(
                 [(c, "ascending") for c in table.column_names]
             )

@@ -9,9 +9,10 @@ record, so a committed file's days are always marked. `refresh` recomputes the d
 that are dirty or were never computed, in one SQL pass, writes each day's frames with atomic
 renames, and only then removes the marks it saw; a file committed meanwhile leaves its mark.
 
-Layout: `HOME/aggregates/<feature>/v2-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.parquet` (v2: the
-gate window's statistics are day frames too; a cache of another layout is not read, its days are
-recomputed).
+Layout: `HOME/aggregates/<feature>/v3-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.arrow` (v2: the
+gate window's statistics are day frames too; v3: Arrow IPC files, LZ4-compressed, instead of
+Parquet — an evaluation reads ten small files per day, and Parquet's per-file cost was most of a
+cached run's reading; a cache of another layout is not read, its days are recomputed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.feather as feather
 
 from trustramp.store.aggregates import (
     GATE_FRAMES,
@@ -78,7 +79,7 @@ def _dirty_marks(home: Home, feature: str) -> dict[dt.date, list[Path]]:
     return out
 
 
-LAYOUT = "v2"
+LAYOUT = "v3"
 """The day cache's layout version: part of its folder name, so that a cache written by another
 version of trustramp (other frames) is recomputed rather than read."""
 
@@ -200,7 +201,7 @@ def _write_day(folder: Path, tables: dict[str, pa.Table]) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir()
     for name, table in tables.items():
-        pq.write_table(table, tmp / f"{name}.parquet")
+        feather.write_feather(table, tmp / f"{name}.arrow", compression="lz4")
     (tmp / DONE).touch()
     replace_dir(tmp, folder)
 
@@ -242,7 +243,7 @@ def _read_day(folder: Path, attempts: int = 5) -> dict[str, pa.Table]:
         frames = {}
         for name in FRAMES:
             try:
-                frames[name] = pq.read_table(folder / f"{name}.parquet")
+                frames[name] = feather.read_table(folder / f"{name}.arrow")
             except FileNotFoundError:
                 continue
         if before == _inode(folder):
