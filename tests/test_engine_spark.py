@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from trustramp.store import daycache
 from trustramp.store.aggregates import Aggregates, compute_aggregates, data_window
 from trustramp.store.lake import Home, reader
 
@@ -24,18 +25,7 @@ if find_java_home() is None:
 
 pytestmark = pytest.mark.slow
 
-FRAMES = (
-    "cells",
-    "customers",
-    "confusion",
-    "latency",
-    "confidence",
-    "grid",
-    "paired",
-    "mass",
-    "classwise",
-    "sample",
-)
+FRAMES = daycache.FRAMES
 FLOATS = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum", "prob_sum", "confidence"}
 
 

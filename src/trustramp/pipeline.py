@@ -423,7 +423,7 @@ def evaluate(
     from trustramp.decide.verdict import decide
     from trustramp.evaluate.evidence import gate_evidence
     from trustramp.evaluate.gate_metrics import gate_rows
-    from trustramp.evaluate.outputs import publish_outputs
+    from trustramp.evaluate.outputs import RunResults, publish_outputs
     from trustramp.evaluate.stage1 import load_day_statistics, open_home, read_run_records
     from trustramp.evaluate.table import run_metrics_table
     from trustramp.evaluate.thresholds import fit_recalibration_if_miscalibrated, run_thresholds
@@ -464,19 +464,8 @@ def evaluate(
         table = run_metrics_table(aggs, win, cfg, population_rows)
         thresholds = run_thresholds(aggs, win, pop, cfg, recalibration=recal)
         line.update(verdict=verdict.verdict.value, metric_rows=len(table))
-    out = publish_outputs(
-        Path(reports),
-        h,
-        cfg,
-        win,
-        verdict=verdict,
-        table=table,
-        thresholds=thresholds,
-        aggs=aggs,
-        pop=pop,
-        records=records,
-        wait_seconds=wait_seconds,
-    )
+    run = RunResults(cfg, win, aggs, pop, records, verdict, table, thresholds)
+    out = publish_outputs(Path(reports), h, run, wait_seconds=wait_seconds)
     progress_log.info(
         "evaluate %s as of %s: %s, %.1f s",
         cfg.feature,

@@ -44,7 +44,12 @@ if TYPE_CHECKING:
         rolling_by_version,
     )
     from trustramp.evaluate.gate_metrics import gate_metric_rows, gate_rows, slice_audits
-    from trustramp.evaluate.outputs import publish_outputs, report_inputs, write_run_files
+    from trustramp.evaluate.outputs import (
+        RunResults,
+        publish_outputs,
+        report_inputs,
+        write_run_files,
+    )
     from trustramp.evaluate.results import (
         EvaluationResult,
         NoDataResult,
@@ -99,7 +104,7 @@ _HOMES = {
         "recommend",
         "run_thresholds",
     ),
-    "outputs": ("publish_outputs", "report_inputs", "write_run_files"),
+    "outputs": ("RunResults", "publish_outputs", "report_inputs", "write_run_files"),
     "results": ("EvaluationResult", "NoDataResult", "ThresholdsResult", "WhatIfResult"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -110,6 +115,7 @@ __all__ = [
     "GatePopulation",
     "NoDataResult",
     "RunRecords",
+    "RunResults",
     "Thresholds",
     "ThresholdsResult",
     "WhatIfResult",

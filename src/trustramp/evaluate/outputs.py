@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,20 +35,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def publish_outputs(
-    reports: Path,
-    home: Home,
-    cfg: RolloutConfig,
-    win: Windows,
-    *,
-    verdict: Verdict,
-    table: pd.DataFrame,
-    thresholds: Thresholds,
-    aggs: Aggregates,
-    pop: GatePopulation,
-    records: RunRecords,
-    wait_seconds: float,
-) -> Path:
+@dataclass(frozen=True)
+class RunResults:
+    """What an evaluation computed, for its outputs: the config and windows it ran with, the
+    day statistics and certified population it read, the records of the lake, and the verdict,
+    metrics table and thresholds it decided."""
+
+    cfg: RolloutConfig
+    win: Windows
+    aggs: Aggregates
+    pop: GatePopulation
+    records: RunRecords
+    verdict: Verdict
+    table: pd.DataFrame
+    thresholds: Thresholds
+
+
+def publish_outputs(reports: Path, home: Home, run: RunResults, *, wait_seconds: float) -> Path:
     """Write the run's outputs into a new run folder, publish it, record the run in the history
     (and rebuild the catalog) and rewrite the index of runs; returns the run folder."""
     from trustramp.report import write_index
@@ -55,25 +59,13 @@ def publish_outputs(
     from trustramp.store.lock import writer_lock
     from trustramp.store.outputs import publish_run, record_run, run_dir, writing
 
-    as_of = win.as_of
+    cfg, as_of, verdict = run.cfg, run.win.as_of, run.verdict
     run_id = uuid.uuid4().hex[:12]
 
     def write(tmp: Path) -> None:
-        write_run_files(
-            tmp,
-            run_id,
-            home,
-            cfg,
-            win,
-            verdict=verdict,
-            table=table,
-            thresholds=thresholds,
-            aggs=aggs,
-            pop=pop,
-            records=records,
-        )
+        write_run_files(tmp, run_id, home, run)
 
-    lake_commits = records.lake_commits
+    lake_commits = run.records.lake_commits
     with stage("publish") as line, writer_lock(home.root, wait_seconds=wait_seconds):
         with writing("the run's outputs", reports):
             out = publish_run(
@@ -112,24 +104,14 @@ def publish_outputs(
     return out
 
 
-def write_run_files(
-    tmp: Path,
-    run_id: str,
-    home: Home,
-    cfg: RolloutConfig,
-    win: Windows,
-    *,
-    verdict: Verdict,
-    table: pd.DataFrame,
-    thresholds: Thresholds,
-    aggs: Aggregates,
-    pop: GatePopulation,
-    records: RunRecords,
-) -> None:
+def write_run_files(tmp: Path, run_id: str, home: Home, run: RunResults) -> None:
     """verdict.json, metrics.parquet, thresholds.yaml and readiness.html into the folder `tmp`."""
     from trustramp import __version__
     from trustramp.report import write_report
     from trustramp.store.outputs import write_json, write_metrics
+
+    cfg, win, aggs, pop, records = run.cfg, run.win, run.aggs, run.pop, run.records
+    verdict, table, thresholds = run.verdict, run.table, run.thresholds
 
     doc = verdict.to_dict()
     doc["data"]["quarantined_by_reason"] = records.quarantine
