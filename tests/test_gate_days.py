@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,52 @@ def test_sample_cut_that_falls_short_is_taken_again_whole(
     per_day = got[0.5].groupby(["model_version", "day"]).size()
     assert (per_day <= 50).all() and (per_day == 50).sum() >= 4
     pd.testing.assert_frame_equal(_sorted(got[0.5]), _sorted(got[3.0]))
+
+
+def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Path) -> None:
+    """A refresh computes the gate frames only for the chunks that hold a day of the gate window
+    (marked `_gate`); a later refresh whose gate window takes in a day cached without them
+    recomputes exactly that day; and the window's sums equal those of a run that computed the
+    gate frames for every day."""
+    import shutil
+
+    cfg = demo_lake["config"]
+    home = tmp_path / "home"
+    shutil.copytree(demo_lake["home"], home, ignore=shutil.ignore_patterns("aggregates"))
+    h = Home.at(home)
+    key = daycache.Key.of(cfg)
+    end = demo_lake["manifest"].end
+    start = end - dt.timedelta(days=20)
+    gate = (end - dt.timedelta(days=12), end - dt.timedelta(days=7))
+    con = reader(h)
+    try:
+        # one day per chunk, so that chunks outside the gate window exist
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(agg, "CHUNK_ROWS", 1)
+            first = daycache.refresh(con, h, cfg.feature, start, end, key, gate=gate)
+            base = daycache.cache_dir(h, cfg.feature, key)
+            gated = {d for d in first.recomputed if (base / d.isoformat() / "_gate").exists()}
+            assert gated == {d for d in first.recomputed if gate[0] <= d <= gate[1]}
+            later = (gate[0] - dt.timedelta(days=2), gate[1])
+            assert daycache.stale_days(h, cfg.feature, start, end, key, gate=later) == [
+                later[0],
+                later[0] + dt.timedelta(days=1),
+            ]
+            again = daycache.refresh(con, h, cfg.feature, start, end, key, gate=later)
+            assert list(again.recomputed) == [later[0], later[0] + dt.timedelta(days=1)]
+            cached = daycache.load(h, cfg.feature, start, end, key)
+        whole = agg.compute_aggregates(
+            con, cfg.feature, start, end, bins=key.bins, grid_step=key.grid_step, seed=key.seed
+        )
+    finally:
+        con.close()
+    lo, hi = later
+    versions = sorted(set(whole.grid["model_version"].to_pylist()))
+    v, prev = versions[-1], versions[-2]
+    assert agg.paired_table(cached, lo, hi, v, prev) == agg.paired_table(whole, lo, hi, v, prev)
+    for fn in (agg.customer_grid, agg.labeled_sample):
+        pd.testing.assert_frame_equal(_sorted(fn(cached, lo, hi, v)), _sorted(fn(whole, lo, hi, v)))
+    for name in ("cells", "customers", "confusion"):  # every day has these, gated or not
+        pd.testing.assert_frame_equal(
+            _sorted(getattr(cached, name)), _sorted(getattr(whole, name)), check_dtype=False
+        )

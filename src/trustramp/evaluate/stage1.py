@@ -95,13 +95,24 @@ def load_day_statistics(
     # evaluation) cannot change a day between the two, so every day comes from the lake state
     # that `con`'s views show (refresh moved them to it).
     spec = engine if engine is not None else EngineSpec.of()
-    stale = daycache.stale_days(home, cfg.feature, win.first, as_of, key, full=full_recompute)
+    gate = (win.gate_start, win.gate_end)  # the days that need the gate frames
+    stale = daycache.stale_days(
+        home, cfg.feature, win.first, as_of, key, gate=gate, full=full_recompute
+    )
     spec = spec.for_work(bool(stale))
     # Spark starts (seconds) before the lock is taken, not while holding it.
     with stage("aggregates", days=(as_of - win.first).days + 1) as line, spec.started() as eng:
         with writer_lock(home.root, wait_seconds=wait_seconds):
             refreshed = daycache.refresh(
-                con, home, cfg.feature, win.first, as_of, key, full=full_recompute, engine=eng
+                con,
+                home,
+                cfg.feature,
+                win.first,
+                as_of,
+                key,
+                gate=gate,
+                full=full_recompute,
+                engine=eng,
             )
             aggs = daycache.load(home, cfg.feature, win.first, as_of, key)
         line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
@@ -114,7 +125,12 @@ def any_stale_days(home: Home, cfgs: list[RolloutConfig], day: dt.date) -> bool:
 
     return any(
         daycache.stale_days(
-            home, cfg.feature, checked_windows(cfg, day).first, day, daycache.Key.of(cfg)
+            home,
+            cfg.feature,
+            (win := checked_windows(cfg, day)).first,
+            day,
+            daycache.Key.of(cfg),
+            gate=(win.gate_start, win.gate_end),
         )
         for cfg in cfgs
     )
@@ -138,11 +154,18 @@ def refresh_feature(
 
     if agg.data_window(con, cfg.feature) is None:
         return None
-    first = checked_windows(cfg, day).first
+    win = checked_windows(cfg, day)
     with stage("aggregates", feature=cfg.feature, engine=engine_name) as line:
         with writer_lock(home.root, wait_seconds=wait_seconds):
             refreshed = daycache.refresh(
-                con, home, cfg.feature, first, day, daycache.Key.of(cfg), engine=engine
+                con,
+                home,
+                cfg.feature,
+                win.first,
+                day,
+                daycache.Key.of(cfg),
+                gate=(win.gate_start, win.gate_end),
+                engine=engine,
             )
         line.update(recomputed=len(refreshed.recomputed))
     return refreshed

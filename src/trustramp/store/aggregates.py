@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,8 @@ class Aggregates:
     The five gate frames (GATE_SCHEMAS) stay Arrow tables from the engine to the day cache and
     back: they are large (about a row per customer, version, day and grid cell), and only the
     gate window's sums below read them, after filtering."""
+    gated: frozenset[dt.date] = frozenset()
+    """The days whose gate frames were computed (`compute_aggregates(gate_days=...)`)."""
 
 
 def empty_frame(name: str) -> pd.DataFrame:
@@ -288,12 +291,15 @@ def compute_aggregates(
     grid_step: float = 0.01,
     days: list[dt.date] | None = None,
     seed: int = 0,
+    gate_days: Collection[dt.date] | None = None,
 ) -> Aggregates:
     """Run the stage-1 queries on a connection that has the catalog's views, or on an engine
     (`store.engine`) that has the lake attached.
 
     `days` restricts the work to those prediction days within [start, end] (default: all).
     DuckDB runs them in day chunks bounded by its memory limit; Spark in one job.
+    `gate_days`: the days that need the gate frames (default: all); a chunk without one of them
+    skips those queries, and `gated` says which days have them.
     """
     engine = as_engine(con)
     p = {
@@ -319,8 +325,12 @@ def compute_aggregates(
     with engine.translated(f"aggregating {feature} {start}..{end}"):
         chunks = _chunks(wanted, day_rows, chunk_rows)
         parts: dict[str, list[pd.DataFrame | pa.Table]] = {name: [] for name in JOINED_FRAMES}
+        gated: set[dt.date] = set()
         for c in chunks:
-            for name, frame in _chunk_frames(engine, p, c, len(day_rows)).items():
+            gate = gate_days is None or bool(set(c) & set(gate_days))
+            if gate:
+                gated |= set(c or wanted)
+            for name, frame in _chunk_frames(engine, p, c, len(day_rows), gate=gate).items():
                 parts[name].append(frame)
         # (an empty part, of days without predictions, would turn the dtypes into object)
         cells = parts.pop("cells")
@@ -359,6 +369,7 @@ def compute_aggregates(
         mass=got["mass"],
         classwise=got["classwise"],
         sample=got["sample"],
+        gated=frozenset(gated),
     )
 
 
@@ -387,8 +398,8 @@ def sample_shift(seed: int) -> int:
 
 
 def _chunk_frames(
-    engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int
-) -> dict[str, pd.DataFrame]:
+    engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int, *, gate: bool
+) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
     is empty): joined.sql held once, then each frame's query over it."""
     p = dict(params)
@@ -400,12 +411,18 @@ def _chunk_frames(
     # and the restriction would cost more than it saves.
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     items = _items_predicted("__DAYS__") if 2 * n_days < lake_days else "TRUE"
-    probs = _has_class_probabilities(engine, p, day_filter)
+    probs = gate and _has_class_probabilities(engine, p, day_filter)
     joined = _with_latest(sql("joined"), items=items, days=day_filter, few=items != "TRUE")
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
     )
-    out: dict[str, pd.DataFrame | pa.Table] = {}
+    if not gate:  # cells only: the join streams into the grouping sets, nothing is held
+        cells = _with_latest(sql("cells")).replace(
+            "WITH flags AS (", f"WITH joined AS (\n{joined}\n),\nflags AS (", 1
+        )
+        out: dict[str, pd.DataFrame | pa.Table] = {"cells": engine.query(cells, _bound(cells, p))}
+        return out | {name: empty_gate(name) for name in JOINED_FRAMES if name != "cells"}
+    out = {}
     with engine.held("joined", joined, _bound(joined, p)):
         for name, query_name in JOINED_FRAMES.items():
             query = _with_latest(sql(query_name))

@@ -63,6 +63,9 @@ FRAMES = (
     "sample",
 )
 DONE = "_done"
+GATED = "_gate"
+"""Marks a day whose gate frames were computed: only days a gate window reads need them
+(label-matured days of the phase), so the others are cached without them (see `refresh`)."""
 
 
 def _dirty_marks(home: Home, feature: str) -> dict[dt.date, list[Path]]:
@@ -120,11 +123,18 @@ def refresh(
     end: dt.date,
     key: Key,
     *,
+    gate: tuple[dt.date, dt.date] | None = None,
     full: bool = False,
     engine: Engine | None = None,
 ) -> Refresh:
     """Recompute the dirty or missing days of [start, end] (all of them with `full`), on
-    `engine` when given (e.g. Spark; default: DuckDB on `con`)."""
+    `engine` when given (e.g. Spark; default: DuckDB on `con`).
+
+    `gate`: the gate window (first and last day). The gate frames (paired tables, customer
+    grid, histogram, class-wise bins, sample) are computed only for the stale days' chunks that
+    hold a day of it, and a cached day of it without them is stale: the days still maturing
+    (late decisions dirty them night after night) and the days before the phase never pay for
+    them. None: every recomputed day gets them."""
     # Called under the writer lock: move the connection's views to the current commits, so
     # the days recomputed include every file whose marks are cleared below, and the caller's
     # later reads on `con` see the same state as these aggregates.
@@ -132,7 +142,7 @@ def refresh(
     base = cache_dir(home, feature, key)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
-    todo = stale_days(home, feature, start, end, key, full=full)
+    todo = stale_days(home, feature, start, end, key, gate=gate, full=full)
     if todo:
         if engine is not None:  # under the same lock: it sees the same commits as `con`
             engine.attach(home)
@@ -145,9 +155,10 @@ def refresh(
             grid_step=key.grid_step,
             days=todo,
             seed=key.seed,
+            gate_days=None if gate is None else [d for d in todo if gate[0] <= d <= gate[1]],
         )
         for day, tables in _split_days(aggs, todo).items():
-            _write_day(base / day.isoformat(), tables)
+            _write_day(base / day.isoformat(), tables, gated=day in aggs.gated)
         for day in todo:
             for mark in marks.get(day, []):
                 mark.unlink(missing_ok=True)
@@ -161,14 +172,24 @@ def stale_days(
     end: dt.date,
     key: Key,
     *,
+    gate: tuple[dt.date, dt.date] | None = None,
     full: bool = False,
 ) -> list[dt.date]:
-    """The days of [start, end] a refresh would recompute now: dirty or never computed (all of
-    them with `full`). Without the writer lock, a hint: an ingest may add some before the refresh."""
+    """The days of [start, end] a refresh would recompute now: dirty or never computed, or in
+    the `gate` window and cached without gate frames (all of them with `full`). Without the
+    writer lock, a hint: an ingest may add some before the refresh."""
     base = cache_dir(home, feature, key)
     marks = _dirty_marks(home, feature)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    return [d for d in days if full or d in marks or not (base / d.isoformat() / DONE).exists()]
+
+    def stale(day: dt.date) -> bool:
+        folder = base / day.isoformat()
+        if full or day in marks or not (folder / DONE).exists():
+            return True
+        in_gate = gate is None or gate[0] <= day <= gate[1]
+        return in_gate and not (folder / GATED).exists()
+
+    return [d for d in days if stale(d)]
 
 
 def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
@@ -195,13 +216,15 @@ def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str
     return out
 
 
-def _write_day(folder: Path, tables: dict[str, pa.Table]) -> None:
+def _write_day(folder: Path, tables: dict[str, pa.Table], *, gated: bool) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     sweep_siblings(folder)  # a killed run's temporaries (refresh runs under the writer lock)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir()
     for name, table in tables.items():
         feather.write_feather(table, tmp / f"{name}.arrow", compression="lz4")
+    if gated:
+        (tmp / GATED).touch()
     (tmp / DONE).touch()
     replace_dir(tmp, folder)
 
