@@ -53,11 +53,8 @@ CELL_MEASURES = [
 ]
 
 
-INT_MEASURES = frozenset(
-    c
-    for c in [*CELL_MEASURES, "hits"]
-    if c not in ("conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum")
-)
+FLOAT_MEASURES = frozenset({"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"})
+INT_MEASURES = frozenset(CELL_MEASURES) - FLOAT_MEASURES
 """Count columns (int64 in every frame, whatever the engine returned)."""
 
 
@@ -99,7 +96,8 @@ class Aggregates:
     back: they are large (about a row per customer, version, day and grid cell), and only the
     gate window's sums below read them, after filtering."""
     gated: frozenset[dt.date] = frozenset()
-    """The days whose gate frames were computed (`compute_aggregates(gate_days=...)`)."""
+    """The days whose gate frames `compute_aggregates(gate_days=...)` computed (the day cache
+    records them as `_gate` marks; `daycache.load` leaves this empty)."""
 
 
 def empty_frame(name: str) -> pd.DataFrame:
@@ -119,11 +117,10 @@ def empty_frame(name: str) -> pd.DataFrame:
         "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
         "confidence": ["model_version", "day", "bin", "n"],
     }[name]
-    floats = {"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"}
     return pd.DataFrame(
         {
             c: pd.Series(
-                dtype="float64" if c in floats else "int64" if c in INT_MEASURES else object
+                dtype="float64" if c in FLOAT_MEASURES else "int64" if c in INT_MEASURES else object
             )
             for c in cols
         }
@@ -326,8 +323,9 @@ def compute_aggregates(
         chunks = _chunks(wanted, day_rows, chunk_rows)
         parts: dict[str, list[pd.DataFrame | pa.Table]] = {name: [] for name in JOINED_FRAMES}
         gated: set[dt.date] = set()
+        need = None if gate_days is None else set(gate_days)
         for c in chunks:
-            gate = gate_days is None or bool(set(c) & set(gate_days))
+            gate = need is None or not need.isdisjoint(c)
             if gate:
                 gated |= set(c or wanted)
             for name, frame in _chunk_frames(engine, p, c, len(day_rows), gate=gate).items():
@@ -401,7 +399,8 @@ def _chunk_frames(
     engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int, *, gate: bool
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
-    is empty): joined.sql held once, then each frame's query over it."""
+    is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
+    cells, the join streamed into them (the gate frames empty)."""
     p = dict(params)
     if days:
         p.update(start=days[0], end=days[-1], days=days)

@@ -222,6 +222,8 @@ def _write_day(folder: Path, tables: dict[str, pa.Table], *, gated: bool) -> Non
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir()
     for name, table in tables.items():
+        if name in GATE_FRAMES and not gated:
+            continue  # none computed: `load` reads a missing gate frame as empty
         feather.write_feather(table, tmp / f"{name}.arrow", compression="lz4")
     if gated:
         (tmp / GATED).touch()
