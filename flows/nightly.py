@@ -23,6 +23,16 @@ from trustramp.errors import ConfigError, InputFileError, TrustrampError
 from trustramp.orchestrate import NightlyResult
 from trustramp.pipeline import NoDataResult
 
+Landing = Annotated[Path, Field(description="Folder where the day's log files land.")]
+Configs = Annotated[
+    list[Path] | None, Field(description="One rollout config per feature (default: playbook).")
+]
+HomeFolder = Annotated[Path, Field(description="trustramp home: lake and catalog.")]
+Reports = Annotated[Path, Field(description="Folder for per-run outputs.")]
+AsOf = Annotated[dt.date | None, Field(description="Default: yesterday, UTC.")]
+WaitSeconds = Annotated[float, Field(ge=0)]
+"""The nightly flows' parameters (`nightly` and `nightly-spark` take the same ones)."""
+
 
 def feature_configs(configs: list[Path] | None) -> tuple[list[Path | None], list[str]]:
     """The config paths (None: the playbook) and the feature each configures, all different."""
@@ -90,16 +100,12 @@ def raise_if_files_unread(flow_name: str, out: NightlyResult) -> None:
 
 @flow(name="nightly")
 def nightly(
-    landing: Annotated[Path, Field(description="Folder where the day's log files land.")] = Path(
-        "data/landing"
-    ),
-    configs: Annotated[
-        list[Path] | None, Field(description="One rollout config per feature (default: playbook).")
-    ] = None,
-    home: Annotated[Path, Field(description="trustramp home: lake and catalog.")] = Path("data"),
-    reports: Annotated[Path, Field(description="Folder for per-run outputs.")] = Path("reports"),
-    as_of: Annotated[dt.date | None, Field(description="Default: yesterday, UTC.")] = None,
-    wait_seconds: Annotated[float, Field(ge=0)] = 600.0,
+    landing: Landing = Path("data/landing"),
+    configs: Configs = None,
+    home: HomeFolder = Path("data"),
+    reports: Reports = Path("reports"),
+    as_of: AsOf = None,
+    wait_seconds: WaitSeconds = 600.0,
 ) -> NightlyResult:
     """Ingest, then for every configured feature: evaluate, report, notify."""
     paths, features = feature_configs(configs)

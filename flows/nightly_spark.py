@@ -17,6 +17,12 @@ from typing import Annotated
 
 from ingest_flow import ingest_flow
 from nightly import (
+    AsOf,
+    Configs,
+    HomeFolder,
+    Landing,
+    Reports,
+    WaitSeconds,
     evaluate_and_publish_each,
     feature_configs,
     raise_if_features_broke,
@@ -50,16 +56,12 @@ def refresh_days_on_spark(
 
 @flow(name="nightly-spark")
 def nightly_spark(
-    landing: Annotated[Path, Field(description="Folder where the day's log files land.")] = Path(
-        "data/landing"
-    ),
-    configs: Annotated[
-        list[Path] | None, Field(description="One rollout config per feature (default: playbook).")
-    ] = None,
-    home: Annotated[Path, Field(description="trustramp home: lake and catalog.")] = Path("data"),
-    reports: Annotated[Path, Field(description="Folder for per-run outputs.")] = Path("reports"),
-    as_of: Annotated[dt.date | None, Field(description="Default: yesterday, UTC.")] = None,
-    wait_seconds: Annotated[float, Field(ge=0)] = 600.0,
+    landing: Landing = Path("data/landing"),
+    configs: Configs = None,
+    home: HomeFolder = Path("data"),
+    reports: Reports = Path("reports"),
+    as_of: AsOf = None,
+    wait_seconds: WaitSeconds = 600.0,
     spark_remote: Annotated[
         str | None, Field(description="Spark Connect URL sc://HOST:PORT (sees the same home).")
     ] = None,
