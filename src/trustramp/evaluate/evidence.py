@@ -130,11 +130,7 @@ def _clustered(
 
 
 def calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
-    bins = (
-        pop.cells.groupby("ece_bin")[["labeled", "correct", "conf_sum"]]
-        .sum()
-        .reindex(range(config.statistics.ece_bins), fill_value=0)
-    )
+    bins = pop.ece_bins(config.statistics.ece_bins)
     test = m.calibration_test(
         bins["labeled"].to_numpy(),
         bins["correct"].to_numpy(),

@@ -169,11 +169,7 @@ def report_inputs(
     from trustramp.config import Phase
     from trustramp.report import ReportInputs
 
-    bins = (
-        pop.cells.groupby("ece_bin")[["labeled", "correct", "conf_sum"]]
-        .sum()
-        .reindex(range(config.statistics.ece_bins), fill_value=0)
-    )
+    bins = pop.ece_bins(config.statistics.ece_bins)
     reliability = m.reliability_table(
         bins["labeled"].to_numpy(),
         bins["correct"].to_numpy(),

@@ -110,6 +110,15 @@ class GatePopulation:
     previous: str | None
     cells: pd.DataFrame
 
+    def ece_bins(self, bins: int) -> pd.DataFrame:
+        """labeled, correct, conf_sum per ECE bin 0..bins-1 (zeros where a bin is empty): what
+        the calibration test and the report's reliability table both read."""
+        return (
+            self.cells.groupby("ece_bin")[["labeled", "correct", "conf_sum"]]
+            .sum()
+            .reindex(range(bins), fill_value=0)
+        )
+
 
 def gate_population(aggs: Aggregates, win: Windows, config: RolloutConfig) -> GatePopulation:
     version, previous = choose_versions(aggs, win, getattr(config, "model_version", None))
