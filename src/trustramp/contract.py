@@ -240,6 +240,16 @@ ITEM_KEY = "item_key"
 """A 64-bit key derived from item_id at ingest: the cheap integer join of predictions and decisions."""
 DATE = "date"
 FEATURE = "feature"
+PRED_FIRST = "_pred_first"
+PRED_LAST = "_pred_last"
+"""Decisions: the first and last day on which the item's feature predicted it, as the lake held
+when the decision landed (NULL when it held none): a chunk of prediction days reads only the
+decisions whose days meet it (`store.aggregates`)."""
+DECIDED_BEFORE = "_decided_before"
+"""Predictions: TRUE when, as the row landed, its item already had a decision whose
+`_pred_first`..`_pred_last` (or feature) left out this row's day: such decisions are read by
+item for the chunk of this day, so that a prediction landing after its item's decisions still
+meets them."""
 
 
 def schema_for(kind: str | Kind) -> Schema:

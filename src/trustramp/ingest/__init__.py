@@ -47,6 +47,7 @@ from trustramp.ingest.staging import (
 from trustramp.store.duck import connect
 from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
 from trustramp.store.lock import LOCK_NAME, writer_lock
+from trustramp.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ def ingest_paths(
         run_dir = new_run_dir(h)
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
         try:
+            migrate(con, h)  # an older lake's layout first: staging reads the current one
             planned = _plan(files, fixed_kind, results, named)
             staged: list[StagedFile] = []
             done = 0

@@ -35,8 +35,11 @@ import pyarrow.parquet as pq
 from trustramp import __version__
 from trustramp.contract import (
     DATE,
+    DECIDED_BEFORE,
     FEATURE,
     ITEM_KEY,
+    PRED_FIRST,
+    PRED_LAST,
     ROW_HASH,
     SOURCE,
     UNMATCHED_FEATURE,
@@ -165,17 +168,19 @@ def stage_kind(
         with translated(f"staging {schema.kind.value}: deduplicating"):
             _fates(con, relations(home)[schema.kind.value], schema)
             features = _item_features(con, home, schema, run_predictions)
+            late = _decided_before(con, home, schema)
             _count(con, staged)
             kept = _kept(con)
             sources = [f.src for f in files]
-            _write_parts(con, schema, run_dir / schema.kind.value, staged, features, sources, kept)
+            landing = _landing(schema, features, sources, kept, late)
+            _write_parts(con, schema, run_dir / schema.kind.value, staged, landing)
             _write_quarantine(con, schema, run_dir / "quarantine", staged)
             _dirty_days(con, schema, staged, features, kept)
     for s in staged.values():
         s.rows_duplicate = s.rows_read - s.rows_new - s.rows_quarantined
         s.log_file = _write_log(run_dir / "log", s)
     con.execute("DROP VIEW IF EXISTS _checked")
-    for table in ("_not_new", "_quarantine", "_item_days", "_item_feature", "_excluded"):
+    for table in ("_not_new", "_quarantine", "_item_days", "_item_feature", "_excluded", "_late"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     shutil.rmtree(checked.folder, ignore_errors=True)
     return StagedKind([staged[i] for i in sorted(staged)], failed)
@@ -498,11 +503,46 @@ FROM ({preds}) p
 WHERE {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM _checked WHERE _reason IS NULL)
 GROUP BY ALL
 """)
+    # The item's feature is that of its latest prediction; its days, that feature's first and
+    # last prediction day (contract.PRED_FIRST).
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _item_feature AS
-SELECT {ITEM_KEY}, arg_max({FEATURE}, last_at) AS {FEATURE} FROM _item_days GROUP BY {ITEM_KEY}
+WITH chosen AS (
+  SELECT {ITEM_KEY}, arg_max({FEATURE}, last_at) AS {FEATURE} FROM _item_days GROUP BY {ITEM_KEY}
+)
+SELECT {ITEM_KEY}, {FEATURE}, min(d.{DATE}) AS {PRED_FIRST}, max(d.{DATE}) AS {PRED_LAST}
+FROM chosen JOIN _item_days d USING ({ITEM_KEY}, {FEATURE})
+GROUP BY {ITEM_KEY}, {FEATURE}
 """)
     return True
+
+
+def _decided_before(con: duckdb.DuckDBPyConnection, home: Home, schema: Schema) -> bool:
+    """Predictions: temp table `_late` (item_key, feature, date) of the staged rows whose item
+    already has a decision in the lake that does not cover their feature and day
+    (contract.DECIDED_BEFORE); False (and no table) when there is none, the usual case."""
+    if schema.kind is not Kind.PREDICTIONS:
+        return False
+    decisions = relations(home)[Kind.DECISIONS.value]
+    time_col = quote_ident(schema.time_column)
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _late AS
+WITH staged AS (
+  SELECT DISTINCT {ITEM_KEY}, {quote_ident(FEATURE)} AS {FEATURE},
+         CAST({time_col} AS DATE) AS {DATE}
+  FROM _checked WHERE _reason IS NULL
+),
+-- (a CTE of its own: inside a joined subquery, DuckDB would see staged's `date` in the lake
+-- relation's hive_types as a lateral column)
+dec AS (
+  SELECT {ITEM_KEY}, {FEATURE}, {PRED_FIRST}, {PRED_LAST} FROM ({decisions}) d
+  WHERE {PRED_FIRST} IS NOT NULL AND {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM staged)
+)
+SELECT DISTINCT s.{ITEM_KEY}, s.{FEATURE}, s.{DATE}
+FROM staged s JOIN dec d USING ({ITEM_KEY})
+WHERE d.{FEATURE} <> s.{FEATURE} OR s.{DATE} NOT BETWEEN d.{PRED_FIRST} AND d.{PRED_LAST}
+""")
+    return con.execute("SELECT count(*) FROM _late").fetchall()[0][0] > 0
 
 
 def _kept(con: duckdb.DuckDBPyConnection) -> str:
@@ -515,13 +555,22 @@ def _kept(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
-def _landing(schema: Schema, features: bool, sources: Sequence[str], kept: str) -> str:
+def _landing(
+    schema: Schema, features: bool, sources: Sequence[str], kept: str, late: bool = False
+) -> str:
     """SQL of the rows that land, with their `_source`, feature and date partitions."""
-    cols = ", ".join(
-        f"CAST(NULL AS UBIGINT) AS {ROW_HASH}" if n == ROW_HASH else f"c.{quote_ident(n)}"
-        for n, _ in lake_columns(schema)
-    )
     time_col = quote_ident(schema.time_column)
+    derived = {
+        ROW_HASH: f"CAST(NULL AS UBIGINT) AS {ROW_HASH}",
+        PRED_FIRST: f"m.{PRED_FIRST}",
+        PRED_LAST: f"m.{PRED_LAST}",
+        DECIDED_BEFORE: (
+            f"l.{ITEM_KEY} IS NOT NULL AS {DECIDED_BEFORE}"
+            if late
+            else f"FALSE AS {DECIDED_BEFORE}"
+        ),
+    }
+    cols = ", ".join(derived.get(n, f"c.{quote_ident(n)}") for n, _ in lake_columns(schema))
     if features:
         feature = f"coalesce(m.{FEATURE}, {quote_literal(UNMATCHED_FEATURE)})"
         join = f"LEFT JOIN _item_feature m ON m.{ITEM_KEY} = c.{ITEM_KEY}"
@@ -529,6 +578,11 @@ def _landing(schema: Schema, features: bool, sources: Sequence[str], kept: str) 
         assert schema.feature_column is not None
         feature = f"c.{quote_ident(schema.feature_column)}"
         join = ""
+    if late:
+        join += (
+            f" LEFT JOIN _late l ON l.{ITEM_KEY} = c.{ITEM_KEY} "
+            f"AND l.{FEATURE} = c.{quote_ident(FEATURE)} AND l.{DATE} = CAST(c.{time_col} AS DATE)"
+        )
     # The content hashes of the run's files, by position (hex digits of ours, not data).
     source = f"[{', '.join(quote_literal(x) for x in sources)}][c.{FILE} + 1]"
     return (
@@ -555,17 +609,14 @@ def _write_parts(
     schema: Schema,
     out: Path,
     staged: dict[int, StagedFile],
-    features: bool,
-    sources: Sequence[str],
-    kept: str,
+    landing: str,
 ) -> None:
-    """The landing rows of each file: `out/_file=<i>/feature=<f>/date=<d>/*.parquet`.
+    """The landing rows (`_landing`) of each file: `out/_file=<i>/feature=<f>/date=<d>/*.parquet`.
 
     One partitioned write per file (the filter on `_file` skips the other files' row groups):
     one write for the whole kind partitioned by file too is slower on large runs, where
     DuckDB's partitioned writer keeps too many partitions open at once for its memory.
     """
-    landing = _landing(schema, features, sources, kept)
     default = con.execute("SELECT current_setting('partitioned_write_flush_threshold')")
     flush = int(default.fetchall()[0][0])
     for i, s in staged.items():

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trustramp.contract import DECIDED_BEFORE, PRED_FIRST, PRED_LAST
 from trustramp.errors import StoreError
 from trustramp.store.duck import memory_limit_bytes, sql, translated
 from trustramp.store.engine import DuckEngine, Engine, as_engine
@@ -221,6 +222,36 @@ def _items_predicted(where: str) -> str:
     )
 
 
+def _lake_columns(engine: Engine, relation: str) -> set[str]:
+    with engine.translated("reading the lake"):
+        return set(engine.query(f"SELECT * FROM {relation} LIMIT 0", {}).columns)
+
+
+def _chunk_items(engine: Engine, params: dict[str, object], index: tuple[bool, bool]) -> str:
+    """A condition on decisions that keeps every decision of the items predicted on the days
+    of `params` (and some others), read from the days each decision stored at ingest
+    (contract.PRED_FIRST): decisions of other days are skipped by their files' statistics, not
+    joined. `index`: whether the lake's decisions have those days, and its predictions the
+    DECIDED_BEFORE mark; a lake without days (an older layout not yet migrated) finds the items
+    by a semi-join on the chunk's predictions instead."""
+    days, marked = index
+    if not days:
+        return _items_predicted("__DAYS__")
+    cond = f"{PRED_FIRST} IS NULL OR ({PRED_FIRST} <= $end AND {PRED_LAST} >= $start)"
+    if marked:
+        # Predictions that landed after a decision of their item that does not cover their day
+        # (rare: a late or backfilled prediction): those decisions are found by item.
+        late = (
+            "SELECT item_key FROM predictions WHERE feature = $feature AND date BETWEEN $start "
+            f"AND $end AND {DECIDED_BEFORE}"
+        )
+        day_filter = _days_filter(params["start"], params["end"], params["days"])  # type: ignore[arg-type]
+        any_late = f"SELECT count(*) AS n FROM ({late} AND {day_filter})"
+        if int(engine.query(any_late, _bound(any_late, params))["n"].iloc[0]):
+            cond += f" OR item_key IN ({late} AND __DAYS__)"
+    return f"({cond})"
+
+
 def _with_latest(query: str, *, items: str = "TRUE", days: str = "TRUE", few: bool = False) -> str:
     """`query` with latest_decisions.sql spliced in (`__LATEST__`), restricted to `items` (a
     condition on decisions.item_key), and its `__DAYS__` filter. `few`: `items` keeps a small
@@ -318,6 +349,10 @@ def compute_aggregates(
         _all_days(start, end) if days is None else {d for d in days if start <= d <= end}
     )
     day_rows = _day_rows(engine, feature)
+    index = (
+        PRED_FIRST in _lake_columns(engine, "decisions"),
+        DECIDED_BEFORE in _lake_columns(engine, "predictions"),
+    )
     chunk_rows = _chunk_rows(engine.con) if isinstance(engine, DuckEngine) else sys.maxsize
     with engine.translated(f"aggregating {feature} {start}..{end}"):
         chunks = _chunks(wanted, day_rows, chunk_rows)
@@ -328,7 +363,8 @@ def compute_aggregates(
             gate = need is None or not need.isdisjoint(c)
             if gate:
                 gated |= set(c or wanted)
-            for name, frame in _chunk_frames(engine, p, c, len(day_rows), gate=gate).items():
+            frames = _chunk_frames(engine, p, c, len(day_rows), gate=gate, index=index)
+            for name, frame in frames.items():
                 parts[name].append(frame)
         # (an empty part, of days without predictions, would turn the dtypes into object)
         cells = parts.pop("cells")
@@ -396,7 +432,13 @@ def sample_shift(seed: int) -> int:
 
 
 def _chunk_frames(
-    engine: Engine, params: dict[str, object], days: list[dt.date], lake_days: int, *, gate: bool
+    engine: Engine,
+    params: dict[str, object],
+    days: list[dt.date],
+    lake_days: int,
+    *,
+    gate: bool,
+    index: tuple[bool, bool] = (False, False),
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
     is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
@@ -409,9 +451,10 @@ def _chunk_frames(
     # lake (a chunk, an incremental run's few days); otherwise nearly every decision is needed,
     # and the restriction would cost more than it saves.
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
-    items = _items_predicted("__DAYS__") if 2 * n_days < lake_days else "TRUE"
+    few = 2 * n_days < lake_days
+    items = _chunk_items(engine, p, index) if few or index[0] else "TRUE"
     probs = gate and _has_class_probabilities(engine, p, day_filter)
-    joined = _with_latest(sql("joined"), items=items, days=day_filter, few=items != "TRUE")
+    joined = _with_latest(sql("joined"), items=items, days=day_filter, few=few)
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
     )

@@ -7,7 +7,17 @@ ingest's row checks (`ingest.checks`) derive their columns from here.
 
 from __future__ import annotations
 
-from trustramp.contract import EXTRA, ITEM_KEY, ROW_HASH, ColType, Schema
+from trustramp.contract import (
+    DECIDED_BEFORE,
+    EXTRA,
+    ITEM_KEY,
+    PRED_FIRST,
+    PRED_LAST,
+    ROW_HASH,
+    ColType,
+    Kind,
+    Schema,
+)
 
 DUCK_TYPES = {
     ColType.STRING: "VARCHAR",
@@ -22,4 +32,19 @@ DUCK_TYPES = {
 def lake_columns(schema: Schema) -> list[tuple[str, str]]:
     """(name, DuckDB type) of the columns stored in lake files (feature and date are partitions)."""
     cols = [(c.name, DUCK_TYPES[c.type]) for c in schema.columns if c.name != "feature"]
-    return [*cols, (ITEM_KEY, "UBIGINT"), (ROW_HASH, "UBIGINT"), (EXTRA, "VARCHAR")]
+    return [
+        *cols,
+        (ITEM_KEY, "UBIGINT"),
+        (ROW_HASH, "UBIGINT"),
+        (EXTRA, "VARCHAR"),
+        *INDEX_COLUMNS.get(schema.kind, ()),
+    ]
+
+
+INDEX_COLUMNS: dict[Kind, tuple[tuple[str, str], ...]] = {
+    Kind.PREDICTIONS: ((DECIDED_BEFORE, "BOOLEAN"),),
+    Kind.DECISIONS: ((PRED_FIRST, "DATE"), (PRED_LAST, "DATE")),
+}
+"""Columns ingest derives from the lake (not from the row): how stage 1 finds a chunk's decisions
+(see `contract.PRED_FIRST`, `contract.DECIDED_BEFORE`). Lake files written before them lack them;
+`store.lake.migrate` adds them to the decisions."""

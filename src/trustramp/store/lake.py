@@ -476,6 +476,12 @@ COLUMN_COMMENTS: dict[str, str] = {
     "_row_hash": "Hash of the row's contract values (NULL unless its id was seen twice).",
     SOURCE: "Content hash of the input file the row came from (its ingest_log.source).",
     "_extra": "JSON object of the input's columns outside the contract.",
+    "_pred_first": "First day the item's feature predicted it, as the lake held when the "
+    "decision landed (NULL: none yet); stage 1 reads a chunk's decisions by these days.",
+    "_pred_last": "Last day the item's feature predicted it, as the lake held when the decision "
+    "landed (NULL: none yet).",
+    "_decided_before": "TRUE when the prediction landed after a decision of its item whose "
+    "prediction days left out its day (stage 1 then finds those decisions by item).",
     DATE: "UTC date of the row's event time (lake partition).",
     FEATURE: "The AI feature's name (lake partition; decisions take their item's prediction's).",
     "source": "Content hash of the input file.",
