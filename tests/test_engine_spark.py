@@ -7,6 +7,7 @@ import datetime as dt
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -51,10 +52,12 @@ def copy_lake(lake: dict, folder: Path) -> Path:
     return folder / "home"
 
 
-def assert_same(duck: Aggregates, spark: Aggregates, *, some: bool = True) -> None:
+def assert_same(
+    duck: Aggregates, spark: Aggregates, *, some: bool = True, names: tuple[str, ...] = FRAMES
+) -> None:
     """Equal frames; each with rows unless `some` is false (a few days may have no paired
     items)."""
-    for name in FRAMES:
+    for name in names:
         a, b = getattr(duck, name), getattr(spark, name)
         if isinstance(a, pa.Table):  # the gate frames: the same Arrow schema on both engines
             assert a.schema == b.schema, name
@@ -81,6 +84,7 @@ def _counts(name: str) -> set[str]:
             "mass": {"n", "correct"},
             "classwise": {"n", "hits"},
             "sample": set(),
+            "confusion": {"n", "rows"},
         }.get(name, {"n"})
     )
 
@@ -112,6 +116,32 @@ def test_some_days_restrict_the_decisions_alike(lake: dict, spark: SparkEngine) 
     assert set(got.cells["day"]) == set(days)
     assert_same(duck, got, some=False)
     assert len(got.cells) and len(got.grid) and len(got.sample)
+
+
+def test_a_nights_decisions_update_the_days_alike(lake: dict, spark: SparkEngine) -> None:
+    """`decision_delta` (a night's late decisions as sums to add and take away) on both."""
+    from trustramp.store.aggregates import decision_delta
+
+    spark.attach(Home.at(lake["home"]))
+    con = reader(Home.at(lake["home"]))
+    try:
+        _, end = data_window(con, lake["feature"])
+        sources = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT _source FROM decisions WHERE date >= ? ORDER BY 1",
+                [end - dt.timedelta(days=2)],
+            ).fetchall()
+        ]
+        days = [end - dt.timedelta(days=i) for i in range(2, 12)]
+        duck = decision_delta(con, lake["feature"], days, sources)
+    finally:
+        con.close()
+    assert sources
+    got = decision_delta(spark, lake["feature"], days, sources)
+    for d, g in zip(duck, got, strict=True):
+        assert d["cells"]["labeled"].sum() > 0
+        assert_same(SimpleNamespace(**d), SimpleNamespace(**g), names=tuple(d))  # type: ignore[arg-type]
 
 
 def test_evaluate_on_spark_gives_duckdbs_verdict_and_metrics(

@@ -483,6 +483,7 @@ def evaluate(
         run_dir=out,
         extras={
             "recomputed_days": list(refreshed.recomputed),
+            "updated_days": list(refreshed.updated),
             "cached_days": list(refreshed.cached),
         },
     )

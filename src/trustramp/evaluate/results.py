@@ -45,7 +45,8 @@ class EvaluationResult:
     metrics : the tidy metrics table (metrics.parquet).
     evidence : the counts and statistics the verdict was decided from.
     run_dir : the folder the run's outputs were published to.
-    extras : `recomputed_days` and `cached_days` of the day cache.
+    extras : `recomputed_days`, `updated_days` (new decisions only: updated by sums) and
+        `cached_days` of the day cache.
     """
 
     feature: str

@@ -115,7 +115,11 @@ def load_day_statistics(
                 engine=eng,
             )
             aggs = daycache.load(home, cfg.feature, win.first, as_of, key)
-        line.update(recomputed=len(refreshed.recomputed), cells=len(aggs.cells))
+        line.update(
+            recomputed=len(refreshed.recomputed),
+            updated=len(refreshed.updated),
+            cells=len(aggs.cells),
+        )
     return win, aggs, refreshed
 
 
@@ -167,7 +171,7 @@ def refresh_feature(
                 gate=(win.gate_start, win.gate_end),
                 engine=engine,
             )
-        line.update(recomputed=len(refreshed.recomputed))
+        line.update(recomputed=len(refreshed.recomputed), updated=len(refreshed.updated))
     return refreshed
 
 

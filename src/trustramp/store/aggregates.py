@@ -55,8 +55,20 @@ CELL_MEASURES = [
 
 
 FLOAT_MEASURES = frozenset({"conf_sum", "conf_sq_sum", "conf_hit_sum", "nll_sum"})
-INT_MEASURES = frozenset(CELL_MEASURES) - FLOAT_MEASURES
+INT_MEASURES = (frozenset(CELL_MEASURES) - FLOAT_MEASURES) | {"rows"}
 """Count columns (int64 in every frame, whatever the engine returned)."""
+
+CELL_FRAMES: dict[str, tuple[list[str], list[str]]] = {
+    "cells": (["model_version", "segment", "mode", "day", "ece_bin", "grid_bin"], CELL_MEASURES),
+    "customers": (["model_version", "customer_id", "segment", "shown", "day"], CELL_MEASURES),
+    "confusion": (
+        ["model_version", "segment", "shown", "day", "predicted_label", "human_label"],
+        ["n", "rows"],
+    ),
+}
+"""The frames of cells.sql's grouping sets: (keys, measures). A group exists while it counts a
+row (`n`; in the confusion, `rows`: its `n` counts the labeled rows only), so frames updated by
+sums (`merge_delta`) drop the groups brought to zero, as a recomputation would not have them."""
 
 
 @dataclass(frozen=True)
@@ -106,15 +118,7 @@ def empty_frame(name: str) -> pd.DataFrame:
     cols = {
         "cells": ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES],
         "customers": ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES],
-        "confusion": [
-            "model_version",
-            "segment",
-            "shown",
-            "day",
-            "predicted_label",
-            "human_label",
-            "n",
-        ],
+        "confusion": [*CELL_FRAMES["confusion"][0], *CELL_FRAMES["confusion"][1]],
         "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
         "confidence": ["model_version", "day", "bin", "n"],
     }[name]
@@ -374,28 +378,16 @@ def compute_aggregates(
         got |= {n: pa.concat_tables(fs) for n, fs in parts.items()}
         lat = engine.query(lat_sql, _bound(lat_sql, p))
         conf = engine.query(conf_sql, _bound(conf_sql, p))
-    raw = got["cells"]
-    gid = raw.pop("grouping_id")
-    cells = raw[gid == GROUPING["cells"]][
-        ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES]
-    ]
-    customers = raw[gid == GROUPING["customers"]][
-        ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES]
-    ]
-    confusion = raw[
-        (gid == GROUPING["confusion"]) & raw["human_label"].notna() & raw["predicted_label"].notna()
-    ][
-        ["model_version", "segment", "shown", "day", "predicted_label", "human_label", "labeled"]
-    ].rename(columns={"labeled": "n"})
+    split = _split_cells(got["cells"])
     return Aggregates(
         feature=feature,
         start=start,
         end=end,
         bins=bins,
         grid_step=grid_step,
-        cells=_tidy(cells),
-        customers=_tidy(customers),
-        confusion=_tidy(confusion),
+        cells=split["cells"],
+        customers=split["customers"],
+        confusion=split["confusion"],
         latency=_tidy(lat),
         confidence=_tidy(conf),
         grid=got["grid"],
@@ -405,6 +397,78 @@ def compute_aggregates(
         sample=got["sample"],
         gated=frozenset(gated),
     )
+
+
+def _split_cells(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """cells.sql's grouping sets as the frames `cells`, `customers` and `confusion`."""
+    gid = raw.pop("grouping_id")
+    out = {}
+    for name in ("cells", "customers"):
+        keys, measures = CELL_FRAMES[name]
+        out[name] = _tidy(raw[gid == GROUPING[name]][[*keys, *measures]])
+    keys, _ = CELL_FRAMES["confusion"]
+    confusion = raw[
+        (gid == GROUPING["confusion"]) & raw["human_label"].notna() & raw["predicted_label"].notna()
+    ]
+    out["confusion"] = _tidy(
+        confusion[[*keys, "labeled", "n"]].rename(columns={"labeled": "n", "n": "rows"})
+    )
+    return out
+
+
+def decision_delta(
+    con: duckdb.DuckDBPyConnection | Engine,
+    feature: str,
+    days: list[dt.date],
+    sources: list[str],
+    *,
+    bins: int = 15,
+    grid_step: float = 0.01,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """What the decisions files `sources` changed in the cells frames of some prediction days:
+    the frames of those days' predictions of the items they decided, with every decision
+    (first) and without theirs (second). A day's frames computed before they landed, plus the
+    first, minus the second (`merge_delta`), are its frames now: they are sums over predictions,
+    and only those items' latest decisions changed. (The gate frames are not sums of this kind:
+    days that have them are recomputed instead, `daycache.refresh`.)"""
+    engine = as_engine(con)
+    p = {
+        **_params(feature, min(days), max(days)),
+        "days": days,
+        "sources": sources,
+        "bins": bins,
+        "grid_scale": round(grid_step * 1e6),
+        "n_grid": round(1 / grid_step),
+        "eps": LOG_LOSS_EPS,
+    }
+    decided = "item_key IN (SELECT item_key FROM decisions WHERE list_contains($sources, _source))"
+    out = []
+    with engine.translated(f"updating {feature}'s days with new decisions"):
+        for items in (decided, f"{decided} AND NOT list_contains($sources, _source)"):
+            joined = _with_latest(
+                sql("joined"), items=items, days=f"list_contains($days, date) AND {decided}"
+            ).replace("__CLASSPROB__", "CAST(NULL AS VARCHAR)")
+            cells = _with_latest(sql("cells")).replace(
+                "WITH flags AS (", f"WITH joined AS (\n{joined}\n),\nflags AS (", 1
+            )
+            out.append(_split_cells(engine.query(cells, _bound(cells, p))))
+    return out[0], out[1]
+
+
+def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.Table:
+    """Cells frame `name` (CELL_FRAMES) of some days plus `new` minus `old` (`decision_delta`),
+    by group, without the groups whose row count comes to zero; `frame`'s columns and types."""
+    keys, measures = CELL_FRAMES[name]
+    schema = frame.schema
+    old = old.select(schema.names).cast(schema)
+    negated = pa.table(
+        [pc.negate(old[c]) if c in measures else old[c] for c in schema.names], schema=schema
+    )
+    both = pa.concat_tables([frame, new.select(schema.names).cast(schema), negated])
+    summed = both.group_by(keys, use_threads=False).aggregate([(m, "sum") for m in measures])
+    table = pa.table({c: summed[f"{c}_sum" if c in measures else c] for c in schema.names})
+    rows = "rows" if "rows" in measures else "n"
+    return table.filter(pc.greater(table[rows], 0)).cast(schema)
 
 
 JOINED_FRAMES = {

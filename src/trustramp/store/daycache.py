@@ -25,15 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
+import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import (
+    CELL_FRAMES,
     GATE_FRAMES,
     Aggregates,
     compute_aggregates,
+    decision_delta,
     empty_frame,
     empty_gate,
+    merge_delta,
 )
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
@@ -82,9 +87,10 @@ def _dirty_marks(home: Home, feature: str) -> dict[dt.date, list[Path]]:
     return out
 
 
-LAYOUT = "v3"
+LAYOUT = "v4"
 """The day cache's layout version: part of its folder name, so that a cache written by another
-version of trustramp (other frames) is recomputed rather than read."""
+version of trustramp (other frames) is recomputed rather than read. (v4: the confusion frame
+carries its groups' row counts, `rows`, which updating a day by sums needs.)"""
 
 
 @dataclass(frozen=True)
@@ -109,10 +115,12 @@ def cache_dir(home: Home, feature: str, key: Key) -> Path:
 
 @dataclass(frozen=True)
 class Refresh:
-    """What a refresh did: the days recomputed (the rest were read from the cache)."""
+    """What a refresh did: the days recomputed, the days updated with new decisions only (see
+    `refresh`), and the days read from the cache as they were."""
 
     recomputed: tuple[dt.date, ...]
     cached: tuple[dt.date, ...]
+    updated: tuple[dt.date, ...] = ()
 
 
 def refresh(
@@ -143,26 +151,103 @@ def refresh(
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
     todo = stale_days(home, feature, start, end, key, gate=gate, full=full)
-    if todo:
-        if engine is not None:  # under the same lock: it sees the same commits as `con`
-            engine.attach(home)
+    updated = [] if full else _updatable(home, base, marks, todo, gate)
+    recompute = [d for d in todo if d not in updated]
+    if todo and engine is not None:  # under the same lock: it sees the same commits as `con`
+        engine.attach(home)
+    if recompute:
         aggs = compute_aggregates(
             engine or con,
             feature,
-            min(todo),
-            max(todo),
+            min(recompute),
+            max(recompute),
             bins=key.bins,
             grid_step=key.grid_step,
-            days=todo,
+            days=recompute,
             seed=key.seed,
-            gate_days=None if gate is None else [d for d in todo if gate[0] <= d <= gate[1]],
+            gate_days=None if gate is None else [d for d in recompute if gate[0] <= d <= gate[1]],
         )
-        for day, tables in _split_days(aggs, todo).items():
+        for day, tables in _split_days(aggs, recompute).items():
             _write_day(base / day.isoformat(), tables, gated=day in aggs.gated)
-        for day in todo:
-            for mark in marks.get(day, []):
-                mark.unlink(missing_ok=True)
-    return Refresh(tuple(todo), tuple(d for d in days if d not in todo))
+    if updated:
+        _update_days(engine or con, base, feature, updated, marks, key)
+    for day in todo:
+        for mark in marks.get(day, []):
+            mark.unlink(missing_ok=True)
+    return Refresh(tuple(recompute), tuple(d for d in days if d not in todo), tuple(updated))
+
+
+def _updatable(
+    home: Home,
+    base: Path,
+    marks: dict[dt.date, list[Path]],
+    todo: list[dt.date],
+    gate: tuple[dt.date, dt.date] | None,
+) -> list[dt.date]:
+    """The stale days outside the gate window that new decisions alone made stale: their cells
+    frames are updated by sums (`_update_days`) rather than recomputed, and gate frames they
+    may have are dropped (not sums of that kind, and not needed outside the gate window: a day
+    entering it without them is recomputed).
+
+    Why that is exact: a day's cached frames were computed from the lake as it was then, and
+    every file committed since that changes the day left a mark on it (ingest marks the days
+    of a decisions file's items, and the day of every prediction): so the lake then is the lake
+    now without the files of the day's marks. When those are all decisions files, the day's
+    predictions are the same, and only the items those files decided changed their latest
+    decision."""
+    if gate is None:  # every day gets gate frames
+        return []
+    kinds: dict[str, str | None] = {}
+    out = []
+    for day in todo:
+        folder = base / day.isoformat()
+        if day not in marks or gate[0] <= day <= gate[1] or not (folder / DONE).exists():
+            continue
+        sources = [_mark_source(m) for m in marks[day]]
+        if all(_source_kind(home, src, kinds) == "decisions" for src in sources):
+            out.append(day)
+    return out
+
+
+def _mark_source(mark: Path) -> str:
+    return mark.name.split("__", 1)[1]
+
+
+def _source_kind(home: Home, src: str, seen: dict[str, str | None]) -> str | None:
+    """The kind of committed input file `src` (None when it has no commit record)."""
+    if src not in seen:
+        try:
+            record = pq.read_table(home.ingest_log / f"{src}.parquet", columns=["kind"])
+            seen[src] = str(record["kind"][0].as_py())
+        except (OSError, KeyError, IndexError):  # not committed (yet), or unreadable
+            seen[src] = None
+    return seen[src]
+
+
+def _update_days(
+    con: duckdb.DuckDBPyConnection | Engine,
+    base: Path,
+    feature: str,
+    days: list[dt.date],
+    marks: dict[dt.date, list[Path]],
+    key: Key,
+) -> None:
+    """Add what the marked decisions files changed to the cached cells frames of `days`; their
+    gate frames, if any, are dropped."""
+    sources = sorted({_mark_source(m) for day in days for m in marks[day]})
+    new, old = decision_delta(con, feature, days, sources, bins=key.bins, grid_step=key.grid_step)
+    for day in days:
+        folder = base / day.isoformat()
+        tables = {n: t for n, t in _read_day(folder).items() if n not in GATE_FRAMES}
+        for name in CELL_FRAMES:
+            tables[name] = merge_delta(
+                name, tables[name], _day_rows(new[name], day), _day_rows(old[name], day)
+            )
+        _write_day(folder, tables, gated=False)
+
+
+def _day_rows(frame: pd.DataFrame, day: dt.date) -> pa.Table:
+    return pa.Table.from_pandas(frame[frame["day"] == day], preserve_index=False)
 
 
 def stale_days(
