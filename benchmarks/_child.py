@@ -114,6 +114,7 @@ def evaluate(args: dict[str, Any]) -> dict[str, Any]:
         "verdict": result.verdict.to_dict()["verdict"],
         "metric_rows": len(result.metrics),
         "recomputed_days": len(result.extras.get("recomputed_days", [])),
+        "updated_days": len(result.extras.get("updated_days", [])),
         "cached_days": len(result.extras.get("cached_days", [])),
         "run_dir": str(result.run_dir),
         "outputs": {p.name: p.stat().st_size for p in sorted(Path(result.run_dir).iterdir())},

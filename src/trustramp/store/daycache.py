@@ -6,13 +6,16 @@ may arrive days later). Ingest therefore marks days dirty when it commits a file
 - a decisions file dirties the prediction days of the items it decided.
 The marks (`HOME/state/dirty/<feature>/<date>__<source>`) are written before the file's commit
 record, so a committed file's days are always marked. `refresh` recomputes the days of a range
-that are dirty or were never computed, in one SQL pass, writes each day's frames with atomic
-renames, and only then removes the marks it saw; a file committed meanwhile leaves its mark.
+that are dirty or were never computed, in one SQL pass — or, for a day outside the gate window
+that only decisions files marked, updates its cells frames by sums (`_updatable`) — writes each
+day's frames with atomic renames, and only then removes the marks it saw; a file committed
+meanwhile leaves its mark.
 
-Layout: `HOME/aggregates/<feature>/v3-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.arrow` (v2: the
+Layout: `HOME/aggregates/<feature>/v4-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.arrow` (v2: the
 gate window's statistics are day frames too; v3: Arrow IPC files, LZ4-compressed, instead of
 Parquet — an evaluation reads ten small files per day, and Parquet's per-file cost was most of a
-cached run's reading; a cache of another layout is not read, its days are recomputed).
+cached run's reading; v4: the confusion frame's row counts, for updates by sums; a cache of
+another layout is not read, its days are recomputed).
 """
 
 from __future__ import annotations
