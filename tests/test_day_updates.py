@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from trustramp.config import parse_config
@@ -61,10 +62,19 @@ def _late_decisions(inputs: Path, out: Path, end: dt.date) -> int:
     return int(n)
 
 
-@pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+@pytest.fixture(scope="module", params=[True, False], ids=["class-probabilities", "labels-only"])
+def night(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
+    """Demo logs with or without class probabilities (with them, the gate window's days carry
+    class-wise bins, which are recomputed; without, they are updated too), and a night of late
+    decisions."""
     root = tmp_path_factory.mktemp("day-updates")
-    manifest = generate(root / "input", n_predictions=4_000, days=DAYS, seed=9)
+    manifest = generate(
+        root / "input",
+        n_predictions=4_000,
+        days=DAYS,
+        seed=9,
+        class_probabilities=request.param,
+    )
     config = parse_config(demo_config(manifest))
     late = root / "late" / "decisions" / "decisions-late.csv"
     late.parent.mkdir(parents=True)
@@ -78,8 +88,10 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "segments": list(config.segments),
         "start": end - dt.timedelta(days=DAYS - 1),
         "end": end,
-        # a gate window of a few early days: the later days, where late decisions land, are not
-        "gate": (end - dt.timedelta(days=DAYS - 1), end - dt.timedelta(days=DAYS - 4)),
+        "class_probabilities": request.param,
+        # a gate window of six days where two versions run in shadow (paired tables); the late
+        # decisions land inside it and after it
+        "gate": (end - dt.timedelta(days=12), end - dt.timedelta(days=7)),
     }
 
 
@@ -100,24 +112,41 @@ def _refresh(home: Path, night: dict, **kw: object) -> daycache.Refresh:
         con.close()
 
 
-def _cells(aggs: agg.Aggregates) -> dict[str, pd.DataFrame]:
+SAMPLE_KEYS = ["model_version", "day", "sample_key", "confidence", "correct"]
+
+
+def _frames(aggs: agg.Aggregates, gate: bool = False) -> dict[str, pd.DataFrame]:
+    """The frames an update changes (with `gate`, in the gate window: all but class-wise)."""
     out = {}
-    for name, (keys, _) in agg.CELL_FRAMES.items():
+    for name in agg.DELTA_FRAMES if gate else agg.CELL_FRAMES:
+        keys = agg.DELTA_FRAMES[name][0]
         frame = getattr(aggs, name)
+        frame = frame.to_pandas() if isinstance(frame, pa.Table) else frame
         out[name] = frame.sort_values(keys, na_position="first").reset_index(drop=True)
+    if gate:
+        out["sample"] = aggs.sample.to_pandas().sort_values(SAMPLE_KEYS).reset_index(drop=True)
     return out
 
 
 def _assert_close(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
-    for name, (keys, measures) in agg.CELL_FRAMES.items():
+    assert set(got) == set(want)
+    for name in got:
         a, b = got[name], want[name]
         assert len(a) == len(b) > 0, name
+        if name == "sample":
+            pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=name)
+            continue
+        keys, measures, _ = agg.DELTA_FRAMES[name]
         pd.testing.assert_frame_equal(a[keys], b[keys], check_dtype=False, obj=name)
         for m in measures:
-            if m in agg.FLOAT_MEASURES:
+            if m in agg.FLOAT_MEASURES or m == "conf_sum":
                 np.testing.assert_allclose(a[m], b[m], rtol=1e-12, atol=1e-9, err_msg=m)
             else:
                 assert (a[m].to_numpy() == b[m].to_numpy()).all(), (name, m)
+
+
+def _gate_days(night: dict, days: list[dt.date] | tuple[dt.date, ...]) -> list[dt.date]:
+    return [d for d in days if night["gate"][0] <= d <= night["gate"][1]]
 
 
 def test_late_decisions_update_the_days_they_touch(night: dict, tmp_path: Path) -> None:
@@ -129,20 +158,27 @@ def test_late_decisions_update_the_days_they_touch(night: dict, tmp_path: Path) 
     _ingest([night["late"]], home, night["segments"])
     second = _refresh(home, night)
     gate_start, gate_end = night["gate"]
+    in_gate = _gate_days(night, second.updated)
     assert len(second.updated) > DAYS // 2  # the late decisions reach most days
-    assert all(not gate_start <= d <= gate_end for d in second.updated)
-    # gate-window days the late decisions touched are recomputed, not updated
-    assert second.recomputed and all(gate_start <= d <= gate_end for d in second.recomputed)
+    if night["class_probabilities"]:
+        # gate-window days with class-wise bins are recomputed, not updated
+        assert not in_gate and second.recomputed
+        assert all(gate_start <= d <= gate_end for d in second.recomputed)
+    else:
+        assert in_gate and not second.recomputed
 
-    cached = daycache.load(
-        Home.at(home), night["feature"], night["start"], night["end"], daycache.Key()
-    )
+    key = daycache.Key()
+    cached = daycache.load(Home.at(home), night["feature"], night["start"], night["end"], key)
     con = reader(Home.at(home))
     try:
         fresh = agg.compute_aggregates(con, night["feature"], night["start"], night["end"])
+        # and the gate window's frames, all of them, updated or recomputed
+        fresh_gate = agg.compute_aggregates(con, night["feature"], gate_start, gate_end)
     finally:
         con.close()
-    _assert_close(_cells(cached), _cells(fresh))
+    _assert_close(_frames(cached), _frames(fresh))
+    cached_gate = daycache.load(Home.at(home), night["feature"], gate_start, gate_end, key)
+    _assert_close(_frames(cached_gate, gate=True), _frames(fresh_gate, gate=True))
 
     # nothing new: nothing to do
     third = _refresh(home, night)
@@ -152,8 +188,8 @@ def test_late_decisions_update_the_days_they_touch(night: dict, tmp_path: Path) 
 def test_an_update_is_what_a_recomputation_would_give_day_by_day(
     night: dict, tmp_path: Path
 ) -> None:
-    """The same night, updated and recomputed in two homes: each updated day's cells frames
-    equal the recomputed day's."""
+    """The same night, updated and recomputed in two homes: each updated day's frames (in the
+    gate window, its gate frames too) equal the recomputed day's."""
     homes = {name: tmp_path / name for name in ("updated", "recomputed")}
     for home in homes.values():
         _ingest([night["inputs"]], home, night["segments"])
@@ -165,13 +201,15 @@ def test_an_update_is_what_a_recomputation_would_give_day_by_day(
         _ingest([night["late"]], home, night["segments"])
     updated = _refresh(homes["updated"], night).updated
     recomputed = _refresh(homes["recomputed"], night, full=True).recomputed
-    assert set(updated) < set(recomputed)
+    assert set(updated) <= set(recomputed)
+    gated = _gate_days(night, updated)
+    assert bool(gated) != night["class_probabilities"]
     for day in updated:
         got, want = (
             daycache.load(Home.at(h), night["feature"], day, day, daycache.Key())
             for h in homes.values()
         )
-        _assert_close(_cells(got), _cells(want))
+        _assert_close(_frames(got, day in gated), _frames(want, day in gated))
     # and the late decisions did change those days (labels moved between confusion cells)
     after = daycache.load(
         Home.at(homes["updated"]), night["feature"], night["start"], night["end"], daycache.Key()

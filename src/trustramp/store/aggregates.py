@@ -416,6 +416,16 @@ def _split_cells(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+@dataclass(frozen=True)
+class Delta:
+    """What some decisions files changed in some days' frames (`decision_delta`): the frames of
+    the days' predictions of the items they decided, with every decision (`new`) and without
+    theirs (`old`); the gate frames only when asked for (no class-wise bins)."""
+
+    new: dict[str, pd.DataFrame | pa.Table]
+    old: dict[str, pd.DataFrame | pa.Table]
+
+
 def decision_delta(
     con: duckdb.DuckDBPyConnection | Engine,
     feature: str,
@@ -424,41 +434,58 @@ def decision_delta(
     *,
     bins: int = 15,
     grid_step: float = 0.01,
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """What the decisions files `sources` changed in the cells frames of some prediction days:
-    the frames of those days' predictions of the items they decided, with every decision
-    (first) and without theirs (second). A day's frames computed before they landed, plus the
-    first, minus the second (`merge_delta`), are its frames now: they are sums over predictions,
-    and only those items' latest decisions changed. (The gate frames are not sums of this kind:
-    days that have them are recomputed instead, `daycache.refresh`.)"""
+    seed: int = 0,
+    gate: bool = False,
+) -> Delta:
+    """What the decisions files `sources` changed in the frames of some prediction days.
+
+    A day's frames computed before they landed, plus `new`, minus `old` (`merge_delta`), are its
+    frames now: the cells frames, the customer grid, the confidence histogram and the paired
+    tables are sums over predictions (or items) of counts that depend on an item's latest
+    decision only, and only the items these files decided changed it. The sample is merged by
+    key instead (`merge_sample`). The class-wise bins are not sums of this kind (each day's
+    classes come from all its labeled items): days that have them are recomputed instead
+    (`daycache.refresh`)."""
     engine = as_engine(con)
+    days = sorted(days)
     p = {
-        **_params(feature, min(days), max(days)),
+        **_params(feature, days[0], days[-1]),
         "days": days,
         "sources": sources,
         "bins": bins,
         "grid_scale": round(grid_step * 1e6),
         "n_grid": round(1 / grid_step),
         "eps": LOG_LOSS_EPS,
+        "shift": sample_shift(seed),
+        "cap": SAMPLE_PER_DAY,
     }
     decided = "item_key IN (SELECT item_key FROM decisions WHERE list_contains($sources, _source))"
     out = []
     with engine.translated(f"updating {feature}'s days with new decisions"):
         for items in (decided, f"{decided} AND NOT list_contains($sources, _source)"):
-            joined = _with_latest(
-                sql("joined"), items=items, days=f"list_contains($days, date) AND {decided}"
-            ).replace("__CLASSPROB__", "CAST(NULL AS VARCHAR)")
-            cells = _with_latest(sql("cells")).replace(
-                "WITH flags AS (", f"WITH joined AS (\n{joined}\n),\nflags AS (", 1
-            )
-            out.append(_split_cells(engine.query(cells, _bound(cells, p))))
-    return out[0], out[1]
+            frames = _chunk_frames(engine, p, days, 0, gate=gate, restrict=(decided, items))
+            split = _split_cells(frames.pop("cells"))  # type: ignore[arg-type]
+            out.append(split | (frames if gate else {}))
+    return Delta(out[0], out[1])
+
+
+DELTA_FRAMES: dict[str, tuple[list[str], list[str], str]] = {
+    **{
+        name: (keys, measures, "rows" if "rows" in measures else "n")
+        for name, (keys, measures) in CELL_FRAMES.items()
+    },
+    "grid": (["model_version", "customer_id", "day", "grid_bin"], ["labeled", "correct", "n"], "n"),
+    "mass": (["model_version", "day", "cell"], ["n", "correct", "conf_sum"], "n"),
+    "paired": (["day", "version_a", "version_b", "hit_a", "hit_b"], ["n"], "n"),
+}
+"""The frames a day's update adds by group: (keys, measures, the count that says a group exists).
+A group brought to zero is dropped, as a recomputation would not have it."""
 
 
 def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.Table:
-    """Cells frame `name` (CELL_FRAMES) of some days plus `new` minus `old` (`decision_delta`),
-    by group, without the groups whose row count comes to zero; `frame`'s columns and types."""
-    keys, measures = CELL_FRAMES[name]
+    """Frame `name` (DELTA_FRAMES) of some days plus `new` minus `old` (`decision_delta`), by
+    group, without the groups whose count comes to zero; `frame`'s columns and types."""
+    keys, measures, exists = DELTA_FRAMES[name]
     schema = frame.schema
     old = old.select(schema.names).cast(schema)
     negated = pa.table(
@@ -467,8 +494,25 @@ def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.
     both = pa.concat_tables([frame, new.select(schema.names).cast(schema), negated])
     summed = both.group_by(keys, use_threads=False).aggregate([(m, "sum") for m in measures])
     table = pa.table({c: summed[f"{c}_sum" if c in measures else c] for c in schema.names})
-    rows = "rows" if "rows" in measures else "n"
-    return table.filter(pc.greater(table[rows], 0)).cast(schema)
+    return table.filter(pc.greater(table[exists], 0)).cast(schema)
+
+
+def merge_sample(frame: pa.Table, new: pa.Table, cap: int | None = None) -> pa.Table:
+    """A day's sample candidates (sample_days.sql) with the decided items' rows replaced by
+    `new` (`decision_delta`: their rows now, at most `cap` per version), then the `cap`
+    smallest keys per version and day again. Exact: labels are only added or changed, never
+    taken away, and a decided item that `new` left out has `cap` decided items of smaller key
+    before it, so it is past the cap either way."""
+    cap = SAMPLE_PER_DAY if cap is None else cap
+    schema = frame.schema
+    new = new.select(schema.names).cast(schema)
+    if not new.num_rows:
+        return frame
+    kept = frame.filter(pc.invert(pc.is_in(frame["sample_key"], value_set=new["sample_key"])))
+    both = pa.concat_tables([kept, new]).to_pandas()
+    both = both.sort_values(["model_version", "day", "sample_key"], kind="stable")
+    top = both.groupby(["model_version", "day"], sort=False, dropna=False).head(cap)
+    return pa.Table.from_pandas(top, schema=schema, preserve_index=False)
 
 
 JOINED_FRAMES = {
@@ -503,10 +547,13 @@ def _chunk_frames(
     *,
     gate: bool,
     index: tuple[bool, bool] = (False, False),
+    restrict: tuple[str, str] | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
     is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
-    cells, the join streamed into them (the gate frames empty)."""
+    cells, the join streamed into them (the gate frames empty). `restrict`: conditions on the
+    predictions and on the decisions that replace the chunk's own (`decision_delta`: some items
+    only; no class-wise bins then)."""
     p = dict(params)
     if days:
         p.update(start=days[0], end=days[-1], days=days)
@@ -517,7 +564,9 @@ def _chunk_frames(
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     few = 2 * n_days < lake_days
     items = _chunk_items(engine, p, index) if few or index[0] else "TRUE"
-    probs = gate and _has_class_probabilities(engine, p, day_filter)
+    if restrict is not None:
+        day_filter, items, few = f"{day_filter} AND {restrict[0]}", restrict[1], True
+    probs = gate and restrict is None and _has_class_probabilities(engine, p, day_filter)
     joined = _with_latest(sql("joined"), items=items, days=day_filter, few=few)
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
@@ -600,6 +649,23 @@ def _sample(engine: Engine, query: str, params: dict[str, object]) -> pa.Table:
     if (kept < np.minimum(n, cap)).any():
         table = engine.arrow(query, _bound(query, {**params, "margin": 0.0}))
     return _gate_table(table, "sample")
+
+
+def days_with_class_probabilities(
+    con: duckdb.DuckDBPyConnection | Engine, feature: str, days: list[dt.date]
+) -> set[dt.date]:
+    """The days among `days` with an unshown prediction that carries class_probabilities (their
+    class-wise bins cannot be updated by sums: `decision_delta`)."""
+    engine = as_engine(con)
+    query = (
+        "SELECT DISTINCT date FROM predictions WHERE feature = $feature "
+        "AND date BETWEEN $start AND $end AND list_contains($days, date) AND mode = 'shadow' "
+        "AND class_probabilities IS NOT NULL"
+    )
+    p = {**_params(feature, min(days), max(days)), "days": days}
+    with engine.translated(f"reading {feature}'s predictions"):
+        rows = engine.query(query, p)
+    return set(pd.to_datetime(rows["date"]).dt.date)
 
 
 def _has_class_probabilities(engine: Engine, params: dict[str, object], day_filter: str) -> bool:

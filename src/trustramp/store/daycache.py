@@ -30,18 +30,22 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import (
     CELL_FRAMES,
+    DELTA_FRAMES,
     GATE_FRAMES,
     Aggregates,
     compute_aggregates,
+    days_with_class_probabilities,
     decision_delta,
     empty_frame,
     empty_gate,
     merge_delta,
+    merge_sample,
 )
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
@@ -154,10 +158,15 @@ def refresh(
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     marks = _dirty_marks(home, feature)
     todo = stale_days(home, feature, start, end, key, gate=gate, full=full)
-    updated = [] if full else _updatable(home, base, marks, todo, gate)
-    recompute = [d for d in todo if d not in updated]
     if todo and engine is not None:  # under the same lock: it sees the same commits as `con`
         engine.attach(home)
+    updated = [] if full or gate is None else _updatable(home, base, marks, todo, gate)
+    in_gate = [d for d in updated if gate is not None and gate[0] <= d <= gate[1]]
+    if in_gate:  # their class-wise bins are not sums to update: recomputed
+        probs = days_with_class_probabilities(engine or con, feature, in_gate)
+        updated = [d for d in updated if d not in probs]
+        in_gate = [d for d in in_gate if d not in probs]
+    recompute = [d for d in todo if d not in updated]
     if recompute:
         aggs = compute_aggregates(
             engine or con,
@@ -173,7 +182,7 @@ def refresh(
         for day, tables in _split_days(aggs, recompute).items():
             _write_day(base / day.isoformat(), tables, gated=day in aggs.gated)
     if updated:
-        _update_days(engine or con, base, feature, updated, marks, key)
+        _update_days(engine or con, base, feature, updated, marks, key, gated=in_gate)
     for day in todo:
         for mark in marks.get(day, []):
             mark.unlink(missing_ok=True)
@@ -185,12 +194,13 @@ def _updatable(
     base: Path,
     marks: dict[dt.date, list[Path]],
     todo: list[dt.date],
-    gate: tuple[dt.date, dt.date] | None,
+    gate: tuple[dt.date, dt.date],
 ) -> list[dt.date]:
-    """The stale days outside the gate window that new decisions alone made stale: their cells
-    frames are updated by sums (`_update_days`) rather than recomputed, and gate frames they
-    may have are dropped (not sums of that kind, and not needed outside the gate window: a day
-    entering it without them is recomputed).
+    """The stale days that new decisions alone made stale, cached with the frames they need:
+    they are updated by sums (`_update_days`) rather than recomputed. Outside the gate window
+    only their cells frames are (gate frames they may have are dropped: not read there, and a
+    day entering the window without them is recomputed); inside it, the gate frames too, unless
+    the day has class-wise bins (`refresh` checks that).
 
     Why that is exact: a day's cached frames were computed from the lake as it was then, and
     every file committed since that changes the day left a mark on it (ingest marks the days
@@ -198,14 +208,14 @@ def _updatable(
     now without the files of the day's marks. When those are all decisions files, the day's
     predictions are the same, and only the items those files decided changed their latest
     decision."""
-    if gate is None:  # every day gets gate frames
-        return []
     kinds: dict[str, str | None] = {}
     out = []
     for day in todo:
         folder = base / day.isoformat()
-        if day not in marks or gate[0] <= day <= gate[1] or not (folder / DONE).exists():
+        if day not in marks or not (folder / DONE).exists():
             continue
+        if gate[0] <= day <= gate[1] and not (folder / GATED).exists():
+            continue  # stale for want of gate frames
         sources = [_mark_source(m) for m in marks[day]]
         if all(_source_kind(home, src, kinds) == "decisions" for src in sources):
             out.append(day)
@@ -234,22 +244,38 @@ def _update_days(
     days: list[dt.date],
     marks: dict[dt.date, list[Path]],
     key: Key,
+    *,
+    gated: list[dt.date],
 ) -> None:
-    """Add what the marked decisions files changed to the cached cells frames of `days`; their
-    gate frames, if any, are dropped."""
+    """Add what the marked decisions files changed to the cached frames of `days`: every frame
+    of the `gated` days (gate-window days with gate frames), the cells frames of the others
+    (their gate frames dropped)."""
     sources = sorted({_mark_source(m) for day in days for m in marks[day]})
-    new, old = decision_delta(con, feature, days, sources, bins=key.bins, grid_step=key.grid_step)
+    delta = decision_delta(
+        con,
+        feature,
+        days,
+        sources,
+        bins=key.bins,
+        grid_step=key.grid_step,
+        seed=key.seed,
+        gate=bool(gated),
+    )
     for day in days:
         folder = base / day.isoformat()
-        tables = {n: t for n, t in _read_day(folder).items() if n not in GATE_FRAMES}
-        for name in CELL_FRAMES:
-            tables[name] = merge_delta(
-                name, tables[name], _day_rows(new[name], day), _day_rows(old[name], day)
-            )
-        _write_day(folder, tables, gated=False)
+        gate = day in gated
+        tables = {n: t for n, t in _read_day(folder).items() if gate or n not in GATE_FRAMES}
+        for name in DELTA_FRAMES if gate else CELL_FRAMES:
+            new, old = (_day_rows(frames[name], day) for frames in (delta.new, delta.old))
+            tables[name] = merge_delta(name, tables.get(name, new.slice(0, 0)), new, old)
+        if gate:
+            tables["sample"] = merge_sample(tables["sample"], _day_rows(delta.new["sample"], day))
+        _write_day(folder, tables, gated=gate)
 
 
-def _day_rows(frame: pd.DataFrame, day: dt.date) -> pa.Table:
+def _day_rows(frame: pd.DataFrame | pa.Table, day: dt.date) -> pa.Table:
+    if isinstance(frame, pa.Table):
+        return frame.filter(pc.equal(frame["day"], pa.scalar(day, pa.date32())))
     return pa.Table.from_pandas(frame[frame["day"] == day], preserve_index=False)
 
 
