@@ -245,3 +245,30 @@ def test_new_predictions_make_a_day_recomputed(night: dict, tmp_path: Path) -> N
     refreshed = _refresh(home, night)
     assert night["end"] in refreshed.recomputed and night["end"] not in refreshed.updated
     assert refreshed.updated
+
+
+def test_marks_that_outlive_a_crash_are_not_applied_twice(night: dict, tmp_path: Path) -> None:
+    """A refresh killed after writing its days but before removing their marks: the next one
+    finds the marks again, and the days' `_sources` say their frames include those files."""
+    home = tmp_path / "home"
+    _ingest([night["inputs"]], home, night["segments"])
+    _refresh(home, night)
+    _ingest([night["late"]], home, night["segments"])
+    marks = sorted((Home.at(home).state / "dirty" / night["feature"]).iterdir())
+    assert marks
+    second = _refresh(home, night)
+    for mark in marks:  # as if the refresh had died before removing them
+        mark.touch()
+    third = _refresh(home, night)
+    assert set(third.updated) | set(third.recomputed) == set(second.updated) | set(
+        second.recomputed
+    )
+    key = daycache.Key()
+    cached = daycache.load(Home.at(home), night["feature"], night["start"], night["end"], key)
+    con = reader(Home.at(home))
+    try:
+        fresh = agg.compute_aggregates(con, night["feature"], night["start"], night["end"])
+    finally:
+        con.close()
+    _assert_close(_frames(cached), _frames(fresh))
+    assert not any((Home.at(home).state / "dirty" / night["feature"]).iterdir())

@@ -6,10 +6,11 @@ may arrive days later). Ingest therefore marks days dirty when it commits a file
 - a decisions file dirties the prediction days of the items it decided.
 The marks (`HOME/state/dirty/<feature>/<date>__<source>`) are written before the file's commit
 record, so a committed file's days are always marked. `refresh` recomputes the days of a range
-that are dirty or were never computed, in one SQL pass — or, for a day outside the gate window
-that only decisions files marked, updates its cells frames by sums (`_updatable`) — writes each
-day's frames with atomic renames, and only then removes the marks it saw; a file committed
-meanwhile leaves its mark.
+that are dirty or were never computed, in one SQL pass — or, for a day that only decisions files
+marked, updates its frames by sums (`_updatable`) — writes each day's frames with atomic renames,
+each day recording the files its frames include (`_sources`: a day updated or recomputed again
+after a crash before its marks were removed does not count them twice), and only then removes
+the marks it saw; a file committed meanwhile leaves its mark.
 
 Layout: `HOME/aggregates/<feature>/v4-b<bins>-g<grid>[-s<seed>]/<date>/<frame>.arrow` (v2: the
 gate window's statistics are day frames too; v3: Arrow IPC files, LZ4-compressed, instead of
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,9 @@ FRAMES = (
     "sample",
 )
 DONE = "_done"
+SOURCES = "_sources"
+"""The input files whose marks the day's last refresh saw, one per line: its frames include
+them (a mark that outlives a crash of that refresh is then not applied twice)."""
 GATED = "_gate"
 """Marks a day whose gate frames were computed: only days a gate window reads need them
 (label-matured days of the phase), so the others are cached without them (see `refresh`)."""
@@ -160,7 +165,9 @@ def refresh(
     todo = stale_days(home, feature, start, end, key, gate=gate, full=full)
     if todo and engine is not None:  # under the same lock: it sees the same commits as `con`
         engine.attach(home)
-    updated = [] if full or gate is None else _updatable(home, base, marks, todo, gate)
+    seen = {day: {_mark_source(m) for m in marks.get(day, [])} for day in todo}
+    pending = {day: seen[day] - _included(base / day.isoformat()) for day in todo}
+    updated = [] if full or gate is None else _updatable(home, base, pending, todo, gate)
     in_gate = [d for d in updated if gate is not None and gate[0] <= d <= gate[1]]
     if in_gate:  # their class-wise bins are not sums to update: recomputed
         probs = days_with_class_probabilities(engine or con, feature, in_gate)
@@ -180,19 +187,27 @@ def refresh(
             gate_days=None if gate is None else [d for d in recompute if gate[0] <= d <= gate[1]],
         )
         for day, tables in _split_days(aggs, recompute).items():
-            _write_day(base / day.isoformat(), tables, gated=day in aggs.gated)
+            _write_day(base / day.isoformat(), tables, gated=day in aggs.gated, sources=seen[day])
     if updated:
-        _update_days(engine or con, base, feature, updated, marks, key, gated=in_gate)
+        _update_days(engine or con, base, feature, updated, pending, seen, key, gated=in_gate)
     for day in todo:
         for mark in marks.get(day, []):
             mark.unlink(missing_ok=True)
     return Refresh(tuple(recompute), tuple(d for d in days if d not in todo), tuple(updated))
 
 
+def _included(folder: Path) -> set[str]:
+    """The input files a cached day's frames include, of those whose marks it saw (SOURCES)."""
+    try:
+        return set((folder / SOURCES).read_text().split())
+    except FileNotFoundError:
+        return set()
+
+
 def _updatable(
     home: Home,
     base: Path,
-    marks: dict[dt.date, list[Path]],
+    pending: dict[dt.date, set[str]],
     todo: list[dt.date],
     gate: tuple[dt.date, dt.date],
 ) -> list[dt.date]:
@@ -212,13 +227,12 @@ def _updatable(
     out = []
     for day in todo:
         folder = base / day.isoformat()
-        if day not in marks or not (folder / DONE).exists():
+        if day not in pending or not (folder / DONE).exists():
             continue
         if gate[0] <= day <= gate[1] and not (folder / GATED).exists():
             continue  # stale for want of gate frames
-        sources = [_mark_source(m) for m in marks[day]]
-        if all(_source_kind(home, src, kinds) == "decisions" for src in sources):
-            out.append(day)
+        if all(_source_kind(home, src, kinds) == "decisions" for src in pending[day]):
+            out.append(day)  # (no pending file: a crashed refresh's marks, already included)
     return out
 
 
@@ -242,35 +256,45 @@ def _update_days(
     base: Path,
     feature: str,
     days: list[dt.date],
-    marks: dict[dt.date, list[Path]],
+    pending: dict[dt.date, set[str]],
+    seen: dict[dt.date, set[str]],
     key: Key,
     *,
     gated: list[dt.date],
 ) -> None:
-    """Add what the marked decisions files changed to the cached frames of `days`: every frame
+    """Add what the pending decisions files changed to the cached frames of `days`: every frame
     of the `gated` days (gate-window days with gate frames), the cells frames of the others
-    (their gate frames dropped)."""
-    sources = sorted({_mark_source(m) for day in days for m in marks[day]})
-    delta = decision_delta(
-        con,
-        feature,
-        days,
-        sources,
-        bins=key.bins,
-        grid_step=key.grid_step,
-        seed=key.seed,
-        gate=bool(gated),
-    )
+    (their gate frames dropped). Days are grouped by their pending files (one group, but after
+    a crash), since a day's old frames are the lake without exactly its own."""
+    groups: dict[frozenset[str], list[dt.date]] = {}
     for day in days:
-        folder = base / day.isoformat()
-        gate = day in gated
-        tables = {n: t for n, t in _read_day(folder).items() if gate or n not in GATE_FRAMES}
-        for name in DELTA_FRAMES if gate else CELL_FRAMES:
-            new, old = (_day_rows(frames[name], day) for frames in (delta.new, delta.old))
-            tables[name] = merge_delta(name, tables.get(name, new.slice(0, 0)), new, old)
-        if gate:
-            tables["sample"] = merge_sample(tables["sample"], _day_rows(delta.new["sample"], day))
-        _write_day(folder, tables, gated=gate)
+        groups.setdefault(frozenset(pending[day]), []).append(day)
+    for sources, group in groups.items():
+        if not sources:
+            continue  # included already: only the marks are left to remove
+        gate_days = [d for d in group if d in gated]
+        delta = decision_delta(
+            con,
+            feature,
+            group,
+            sorted(sources),
+            bins=key.bins,
+            grid_step=key.grid_step,
+            seed=key.seed,
+            gate=bool(gate_days),
+        )
+        for day in group:
+            folder = base / day.isoformat()
+            gate = day in gate_days
+            tables = {n: t for n, t in _read_day(folder).items() if gate or n not in GATE_FRAMES}
+            for name in DELTA_FRAMES if gate else CELL_FRAMES:
+                new, old = (_day_rows(frames[name], day) for frames in (delta.new, delta.old))
+                tables[name] = merge_delta(name, tables.get(name, new.slice(0, 0)), new, old)
+            if gate:
+                tables["sample"] = merge_sample(
+                    tables["sample"], _day_rows(delta.new["sample"], day)
+                )
+            _write_day(folder, tables, gated=gate, sources=seen[day])
 
 
 def _day_rows(frame: pd.DataFrame | pa.Table, day: dt.date) -> pa.Table:
@@ -330,7 +354,9 @@ def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str
     return out
 
 
-def _write_day(folder: Path, tables: dict[str, pa.Table], *, gated: bool) -> None:
+def _write_day(
+    folder: Path, tables: dict[str, pa.Table], *, gated: bool, sources: Collection[str] = ()
+) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     sweep_siblings(folder)  # a killed run's temporaries (refresh runs under the writer lock)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -341,6 +367,8 @@ def _write_day(folder: Path, tables: dict[str, pa.Table], *, gated: bool) -> Non
         feather.write_feather(table, tmp / f"{name}.arrow", compression="lz4")
     if gated:
         (tmp / GATED).touch()
+    if sources:
+        (tmp / SOURCES).write_text("".join(f"{s}\n" for s in sorted(sources)))
     (tmp / DONE).touch()
     replace_dir(tmp, folder)
 
