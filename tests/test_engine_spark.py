@@ -139,7 +139,7 @@ def test_a_nights_decisions_update_the_days_alike(lake: dict, spark: SparkEngine
         con.close()
     assert sources
     got = decision_delta(spark, lake["feature"], days, sources, gate=True)
-    assert duck.new["cells"]["labeled"].sum() > 0 and len(duck.new["sample"])
+    assert duck.new["cells"]["labeled"].to_numpy().sum() > 0 and len(duck.new["sample"])
     for d, g in ((duck.new, got.new), (duck.old, got.old)):
         assert_same(SimpleNamespace(**d), SimpleNamespace(**g), names=tuple(d), some=False)  # type: ignore[arg-type]
 

@@ -256,13 +256,22 @@ def _chunk_items(engine: Engine, params: dict[str, object], index: tuple[bool, b
     return f"({cond})"
 
 
-def _with_latest(query: str, *, items: str = "TRUE", days: str = "TRUE", few: bool = False) -> str:
+def _with_latest(
+    query: str,
+    *,
+    items: str = "TRUE",
+    days: str = "TRUE",
+    few: bool = False,
+    predictions: str = "predictions",
+) -> str:
     """`query` with latest_decisions.sql spliced in (`__LATEST__`), restricted to `items` (a
-    condition on decisions.item_key), and its `__DAYS__` filter. `few`: `items` keeps a small
-    share of the decisions (a chunk's), which are then held once instead of read twice."""
+    condition on decisions.item_key), its `__DAYS__` filter, and its `__PREDICTIONS__`
+    relation. `few`: `items` keeps a small share of the decisions (a chunk's), which are then
+    held once instead of read twice."""
     hold = "MATERIALIZED" if few else "NOT MATERIALIZED"
     latest = sql("latest_decisions").replace("__ITEMS__", items).replace("__DEC__", hold)
     query = query.replace("__LATEST__", latest).replace("__DAYS__", days)
+    query = query.replace("__PREDICTIONS__", predictions)
     # Without the comments, so that `_bound` sees only the parameters the statement uses.
     return "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("--"))
 
@@ -422,8 +431,8 @@ class Delta:
     the days' predictions of the items they decided, with every decision (`new`) and without
     theirs (`old`); the gate frames only when asked for (no class-wise bins)."""
 
-    new: dict[str, pd.DataFrame | pa.Table]
-    old: dict[str, pd.DataFrame | pa.Table]
+    new: dict[str, pa.Table]
+    old: dict[str, pa.Table]
 
 
 def decision_delta(
@@ -459,14 +468,42 @@ def decision_delta(
         "shift": sample_shift(seed),
         "cap": SAMPLE_PER_DAY,
     }
-    decided = "item_key IN (SELECT item_key FROM decisions WHERE list_contains($sources, _source))"
+    decided = "item_key IN (SELECT item_key FROM decided_items)"
+    # The decided items, and the days' predictions of them, held once for both passes.
+    items_sql = "SELECT DISTINCT item_key FROM decisions WHERE list_contains($sources, _source)"
+    preds_sql = (
+        f"SELECT {', '.join(DELTA_PREDICTION_COLUMNS)} FROM predictions WHERE feature = $feature "
+        f"AND date BETWEEN $start AND $end AND list_contains($days, date) AND {decided}"
+    )
     out = []
-    with engine.translated(f"updating {feature}'s days with new decisions"):
+    with (
+        engine.translated(f"updating {feature}'s days with new decisions"),
+        engine.held("decided_items", items_sql, _bound(items_sql, p)),
+        engine.held("decided_predictions", preds_sql, _bound(preds_sql, p)),
+    ):
         for items in (decided, f"{decided} AND NOT list_contains($sources, _source)"):
-            frames = _chunk_frames(engine, p, days, 0, gate=gate, restrict=(decided, items))
+            restrict = ("decided_predictions", items)
+            frames = _chunk_frames(engine, p, days, 0, gate=gate, restrict=restrict)
             split = _split_cells(frames.pop("cells"))  # type: ignore[arg-type]
-            out.append(split | (frames if gate else {}))
+            arrow = {n: pa.Table.from_pandas(f, preserve_index=False) for n, f in split.items()}
+            out.append(arrow | (frames if gate else {}))
     return Delta(out[0], out[1])
+
+
+DELTA_PREDICTION_COLUMNS = (
+    "feature",
+    "date",
+    "item_key",
+    "item_id",
+    "model_version",
+    "segment",
+    "customer_id",
+    "mode",
+    "predicted_label",
+    "confidence",
+    "status",
+)
+"""The predictions' columns joined.sql reads (class probabilities aside)."""
 
 
 DELTA_FRAMES: dict[str, tuple[list[str], list[str], str]] = {
@@ -551,9 +588,9 @@ def _chunk_frames(
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
     is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
-    cells, the join streamed into them (the gate frames empty). `restrict`: conditions on the
-    predictions and on the decisions that replace the chunk's own (`decision_delta`: some items
-    only; no class-wise bins then)."""
+    cells, the join streamed into them (the gate frames empty). `restrict`: a relation of some
+    predictions, and a condition on the decisions, that replace the chunk's own
+    (`decision_delta`: some items only; no class-wise bins then)."""
     p = dict(params)
     if days:
         p.update(start=days[0], end=days[-1], days=days)
@@ -564,10 +601,13 @@ def _chunk_frames(
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     few = 2 * n_days < lake_days
     items = _chunk_items(engine, p, index) if few or index[0] else "TRUE"
+    predictions = "predictions"
     if restrict is not None:
-        day_filter, items, few = f"{day_filter} AND {restrict[0]}", restrict[1], True
+        predictions, items, few = restrict[0], restrict[1], True
     probs = gate and restrict is None and _has_class_probabilities(engine, p, day_filter)
-    joined = _with_latest(sql("joined"), items=items, days=day_filter, few=few)
+    joined = _with_latest(
+        sql("joined"), items=items, days=day_filter, few=few, predictions=predictions
+    )
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
     )

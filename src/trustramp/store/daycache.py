@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
@@ -265,14 +264,14 @@ def _update_days(
     """Add what the pending decisions files changed to the cached frames of `days`: every frame
     of the `gated` days (gate-window days with gate frames), the cells frames of the others
     (their gate frames dropped). Days are grouped by their pending files (one group, but after
-    a crash), since a day's old frames are the lake without exactly its own."""
-    groups: dict[frozenset[str], list[dt.date]] = {}
+    a crash), since a day's old frames are the lake without exactly its own, and by whether
+    they need the gate frames (the others' join streams into the cells, nothing held)."""
+    groups: dict[tuple[frozenset[str], bool], list[dt.date]] = {}
     for day in days:
-        groups.setdefault(frozenset(pending[day]), []).append(day)
-    for sources, group in groups.items():
+        groups.setdefault((frozenset(pending[day]), day in gated), []).append(day)
+    for (sources, gate), group in groups.items():
         if not sources:
             continue  # included already: only the marks are left to remove
-        gate_days = [d for d in group if d in gated]
         delta = decision_delta(
             con,
             feature,
@@ -281,11 +280,10 @@ def _update_days(
             bins=key.bins,
             grid_step=key.grid_step,
             seed=key.seed,
-            gate=bool(gate_days),
+            gate=gate,
         )
         for day in group:
             folder = base / day.isoformat()
-            gate = day in gate_days
             tables = {n: t for n, t in _read_day(folder).items() if gate or n not in GATE_FRAMES}
             for name in DELTA_FRAMES if gate else CELL_FRAMES:
                 new, old = (_day_rows(frames[name], day) for frames in (delta.new, delta.old))
@@ -297,10 +295,8 @@ def _update_days(
             _write_day(folder, tables, gated=gate, sources=seen[day])
 
 
-def _day_rows(frame: pd.DataFrame | pa.Table, day: dt.date) -> pa.Table:
-    if isinstance(frame, pa.Table):
-        return frame.filter(pc.equal(frame["day"], pa.scalar(day, pa.date32())))
-    return pa.Table.from_pandas(frame[frame["day"] == day], preserve_index=False)
+def _day_rows(frame: pa.Table, day: dt.date) -> pa.Table:
+    return frame.filter(pc.equal(frame["day"], pa.scalar(day, pa.date32())))
 
 
 def stale_days(

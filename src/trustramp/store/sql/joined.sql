@@ -5,12 +5,13 @@
 -- Grain: one row per prediction. `id_hash` is the latest decision's hash(item_id) (NULL when the
 -- item has none); `class_probabilities` is kept only for unshown rows, and only when the days have
 -- any (`__CLASSPROB__`: the column, or a NULL).
--- Parameters: $feature, $start, $end (dates, inclusive); `latest` is latest_decisions.sql.
+-- Parameters: $feature, $start, $end (dates, inclusive); `latest` is latest_decisions.sql;
+-- `__PREDICTIONS__` is `predictions`, or a relation of some of them (aggregates.decision_delta).
 WITH __LATEST__,
 preds AS (
   SELECT item_key, item_id, model_version, segment, customer_id, mode, date, predicted_label,
          confidence, status, __CLASSPROB__ AS class_probabilities
-  FROM predictions
+  FROM __PREDICTIONS__
   WHERE feature = $feature AND date BETWEEN $start AND $end AND __DAYS__
 )
 SELECT p.model_version, p.segment, p.customer_id, p.mode, p.date AS day, p.predicted_label,
