@@ -282,17 +282,30 @@ def _update_days(
             seed=key.seed,
             gate=gate,
         )
+        tables = {
+            day: {
+                n: t
+                for n, t in _read_day(base / day.isoformat()).items()
+                if gate or n not in GATE_FRAMES
+            }
+            for day in group
+        }
+        for name in DELTA_FRAMES if gate else CELL_FRAMES:  # the days' frames merged at once
+            parts = [tables[day][name] for day in group if name in tables[day]]
+            cached = (
+                pa.concat_tables(parts, promote_options="permissive")
+                if parts
+                else delta.new[name].slice(0, 0)
+            )
+            merged = merge_delta(name, cached, delta.new[name], delta.old[name])
+            for day in group:
+                tables[day][name] = _day_rows(merged, day)
         for day in group:
-            folder = base / day.isoformat()
-            tables = {n: t for n, t in _read_day(folder).items() if gate or n not in GATE_FRAMES}
-            for name in DELTA_FRAMES if gate else CELL_FRAMES:
-                new, old = (_day_rows(frames[name], day) for frames in (delta.new, delta.old))
-                tables[name] = merge_delta(name, tables.get(name, new.slice(0, 0)), new, old)
             if gate:
-                tables["sample"] = merge_sample(
-                    tables["sample"], _day_rows(delta.new["sample"], day)
+                tables[day]["sample"] = merge_sample(
+                    tables[day]["sample"], _day_rows(delta.new["sample"], day)
                 )
-            _write_day(folder, tables, gated=gate, sources=seen[day])
+            _write_day(base / day.isoformat(), tables[day], gated=gate, sources=seen[day])
 
 
 def _day_rows(frame: pa.Table, day: dt.date) -> pa.Table:
