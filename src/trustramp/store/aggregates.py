@@ -521,17 +521,27 @@ A group brought to zero is dropped, as a recomputation would not have it."""
 
 def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.Table:
     """Frame `name` (DELTA_FRAMES) of some days plus `new` minus `old` (`decision_delta`), by
-    group, without the groups whose count comes to zero; `frame`'s columns and types."""
+    group, without the groups whose count comes to zero; `frame`'s columns and types. (Summed
+    by an in-memory DuckDB: Arrow's group-by took seconds on string keys.)"""
     keys, measures, exists = DELTA_FRAMES[name]
     schema = frame.schema
-    old = old.select(schema.names).cast(schema)
-    negated = pa.table(
-        [pc.negate(old[c]) if c in measures else old[c] for c in schema.names], schema=schema
-    )
-    both = pa.concat_tables([frame, new.select(schema.names).cast(schema), negated])
-    summed = both.group_by(keys, use_threads=False).aggregate([(m, "sum") for m in measures])
-    table = pa.table({c: summed[f"{c}_sum" if c in measures else c] for c in schema.names})
-    return table.filter(pc.greater(table[exists], 0)).cast(schema)
+    q = [f'"{c}"' for c in schema.names]  # the frames' own column names, not data
+    sums = ", ".join(f'sum("{m}") AS "{m}"' for m in measures)
+    negated = ", ".join(f'-"{c}" AS "{c}"' if c in measures else f'"{c}"' for c in schema.names)
+    con = duckdb.connect()
+    try:
+        con.register("frame", frame)
+        con.register("new", new.select(schema.names).cast(schema))
+        con.register("old", old.select(schema.names).cast(schema))
+        summed = con.sql(f"""
+SELECT {", ".join(f'"{k}"' for k in keys)}, {sums}
+FROM (SELECT {", ".join(q)} FROM frame UNION ALL SELECT {", ".join(q)} FROM new
+      UNION ALL SELECT {negated} FROM old)
+GROUP BY ALL HAVING sum("{exists}") > 0
+""").to_arrow_table()
+    finally:
+        con.close()
+    return summed.select(schema.names).cast(schema)
 
 
 def merge_sample(frame: pa.Table, new: pa.Table, cap: int | None = None) -> pa.Table:
