@@ -297,7 +297,7 @@ def _update_days(
                 if parts
                 else delta.new[name].slice(0, 0)
             )
-            merged = merge_delta(name, cached, delta.new[name], delta.old[name])
+            merged = merge_delta(name, cached, delta.new[name], delta.old[name]).combine_chunks()
             for day in group:
                 tables[day][name] = _day_rows(merged, day)
         for day in group:
