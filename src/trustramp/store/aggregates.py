@@ -528,7 +528,9 @@ def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.
     q = [f'"{c}"' for c in schema.names]  # the frames' own column names, not data
     sums = ", ".join(f'sum("{m}") AS "{m}"' for m in measures)
     negated = ", ".join(f'-"{c}" AS "{c}"' if c in measures else f'"{c}"' for c in schema.names)
-    con = duckdb.connect()
+    # One thread: the sums then add in the same order on every run (a day updated twice from
+    # the same state gives the same bits, as a recomputation of a small day does).
+    con = duckdb.connect(config={"threads": 1})
     try:
         con.register("frame", frame)
         con.register("new", new.select(schema.names).cast(schema))

@@ -164,6 +164,8 @@ def refresh(
     todo = stale_days(home, feature, start, end, key, gate=gate, full=full)
     if todo and engine is not None:  # under the same lock: it sees the same commits as `con`
         engine.attach(home)
+    for day in todo:  # a killed refresh's temporaries, also of days with nothing left to do
+        sweep_siblings(base / day.isoformat())
     seen = {day: {_mark_source(m) for m in marks.get(day, [])} for day in todo}
     pending = {day: seen[day] - _included(base / day.isoformat()) for day in todo}
     updated = [] if full or gate is None else _updatable(home, base, pending, todo, gate)
