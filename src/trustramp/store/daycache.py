@@ -264,23 +264,31 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
 
 def _read_day(folder: Path, attempts: int = 5) -> dict[str, pa.Table]:
     """One day's frames, all from the same version of its folder (a writer may swap it while we
-    read: then read it again).
-
-    Each file is read on this thread (`use_threads=False`): the files are small (up to a few
-    hundred kB), and handing each of ~300 of them to Arrow's thread pool cost more than the
-    reading, and far more (up to seconds) when other processes kept the cores busy."""
+    read: then read it again)."""
     frames: dict[str, pa.Table] = {}
     for _ in range(attempts):
         before = _inode(folder)
         frames = {}
         for name in FRAMES:
             try:
-                frames[name] = feather.read_table(folder / f"{name}.arrow", use_threads=False)
+                frames[name] = _read_arrow(folder / f"{name}.arrow")
             except FileNotFoundError:
                 continue
         if before == _inode(folder):
             break
     return frames
+
+
+_ON_THIS_THREAD = pa.ipc.IpcReadOptions(use_threads=False)
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file (as `feather.write_feather` wrote it), read whole into memory and
+    decoded on this thread. The files are small (up to a few hundred kB): Arrow's own file
+    reader and its thread pools cost more than the reading itself for each of a run's ~300
+    files (some 9,000 futex calls; seconds of system time when other processes kept the
+    cores busy)."""
+    return pa.ipc.open_file(pa.py_buffer(path.read_bytes()), options=_ON_THIS_THREAD).read_all()
 
 
 def _inode(folder: Path) -> int | None:
