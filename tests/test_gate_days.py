@@ -200,8 +200,9 @@ def test_sample_cut_that_falls_short_is_taken_again_whole(
 def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Path) -> None:
     """A refresh computes the gate frames only for the chunks that hold a day of the gate window
     (marked `_gate`); a later refresh whose gate window takes in a day cached without them
-    recomputes exactly that day; and the window's sums equal those of a run that computed the
-    gate frames for every day."""
+    recomputes exactly that day; the window's sums equal those of a run that computed the
+    gate frames for every day; and `load` given a gate window reads the gate frames of its days
+    only, with the same sums."""
     import shutil
 
     cfg = demo_lake["config"]
@@ -229,6 +230,9 @@ def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Pa
             again = daycache.refresh(con, h, cfg.feature, start, end, key, gate=later)
             assert list(again.recomputed) == [later[0], later[0] + dt.timedelta(days=1)]
             cached = daycache.load(h, cfg.feature, start, end, key)
+            windowed = daycache.load(
+                h, cfg.feature, start, end, key, gate=(later[0] + dt.timedelta(days=1), later[1])
+            )
         whole = agg.compute_aggregates(
             con, cfg.feature, start, end, bins=key.bins, grid_step=key.grid_step, seed=key.seed
         )
@@ -240,6 +244,23 @@ def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Pa
     assert agg.paired_table(cached, lo, hi, v, prev) == agg.paired_table(whole, lo, hi, v, prev)
     for fn in (agg.customer_grid, agg.labeled_sample):
         pd.testing.assert_frame_equal(_sorted(fn(cached, lo, hi, v)), _sorted(fn(whole, lo, hi, v)))
+    # loaded for a gate window (here a day shorter than the gated days): its gate frames hold
+    # exactly the window's days, the gated day before it left unread, with the same sums
+    narrow = (lo + dt.timedelta(days=1), hi)
+    for name in agg.GATE_FRAMES:
+        days = set(getattr(windowed, name)["day"].to_pylist())
+        assert days <= {narrow[0] + dt.timedelta(days=i) for i in range((hi - narrow[0]).days + 1)}
+    assert lo in set(cached.grid["day"].to_pylist())
+    assert agg.paired_table(windowed, *narrow, v, prev) == agg.paired_table(
+        cached, *narrow, v, prev
+    )
+    for fn in (agg.customer_grid, agg.labeled_sample):
+        pd.testing.assert_frame_equal(fn(windowed, *narrow, v), fn(cached, *narrow, v))
+    pd.testing.assert_frame_equal(
+        agg.equal_mass_bins(windowed, *narrow, v, 10), agg.equal_mass_bins(cached, *narrow, v, 10)
+    )
+    for name in ("cells", "customers", "confusion", "latency", "confidence"):
+        pd.testing.assert_frame_equal(getattr(windowed, name), getattr(cached, name))
     for name in ("cells", "customers", "confusion"):  # every day has these, gated or not
         pd.testing.assert_frame_equal(
             _sorted(getattr(cached, name)), _sorted(getattr(whole, name)), check_dtype=False

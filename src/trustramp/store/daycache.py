@@ -62,6 +62,8 @@ FRAMES = (
     "classwise",
     "sample",
 )
+DAY_FRAMES = tuple(name for name in FRAMES if name not in GATE_FRAMES)
+"""The frames every cached day has (the others are the gate frames)."""
 DONE = "_done"
 GATED = "_gate"
 """Marks a day whose gate frames were computed: only days a gate window reads need them
@@ -231,8 +233,18 @@ def _write_day(folder: Path, tables: dict[str, pa.Table], *, gated: bool) -> Non
     replace_dir(tmp, folder)
 
 
-def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Aggregates:
-    """The cached aggregates of [start, end].
+def load(
+    home: Home,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    key: Key,
+    *,
+    gate: tuple[dt.date, dt.date] | None = None,
+) -> Aggregates:
+    """The cached aggregates of [start, end]; the gate frames only of the days in `gate` (the
+    gate window: the only days their sums read, and the only days `refresh` guarantees to have
+    them), or of every day that has them when None.
 
     Call `refresh` first, and call both under the same hold of the writer lock: then no other
     evaluation can recompute a day (from a lake an ingest changed meanwhile) between the two,
@@ -241,7 +253,9 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
     base = cache_dir(home, feature, key)
     parts: dict[str, list[pa.Table]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
-        for name, table in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
+        day = start + dt.timedelta(days=i)
+        names = FRAMES if gate is None or gate[0] <= day <= gate[1] else DAY_FRAMES
+        for name, table in _read_day(base / day.isoformat(), names).items():
             if table.num_rows:
                 parts[name].append(table)
     # One conversion per frame, not per frame and day (pandas' per-frame overhead dominates
@@ -262,14 +276,16 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
     )
 
 
-def _read_day(folder: Path, attempts: int = 5) -> dict[str, pa.Table]:
-    """One day's frames, all from the same version of its folder (a writer may swap it while we
-    read: then read it again)."""
+def _read_day(
+    folder: Path, names: tuple[str, ...] = FRAMES, attempts: int = 5
+) -> dict[str, pa.Table]:
+    """One day's frames (of `names`), all from the same version of its folder (a writer may
+    swap it while we read: then read it again)."""
     frames: dict[str, pa.Table] = {}
     for _ in range(attempts):
         before = _inode(folder)
         frames = {}
-        for name in FRAMES:
+        for name in names:
             try:
                 frames[name] = _read_arrow(folder / f"{name}.arrow")
             except FileNotFoundError:
