@@ -182,6 +182,7 @@ def build_evidence(
     st = config.statistics
     rolling: dict[tuple[str, str], Count | Observed] = {}
     unshown_day = day[day["mode"] == UNSHOWN]
+    lat_day = _between(aggs.latency, win.as_of, win.as_of)
     for seg in ["all", *segs]:
         d = day if seg == "all" else day[day["segment"] == seg]
         u = unshown_day if seg == "all" else unshown_day[unshown_day["segment"] == seg]
@@ -195,8 +196,7 @@ def build_evidence(
         rolling[("override_rate", seg)] = Count(
             int(d["overridden"].sum()), int(d["shown_labeled"].sum())
         )
-        lat = _between(aggs.latency, win.as_of, win.as_of)
-        lat = lat if seg == "all" else lat[lat["segment"] == seg]
+        lat = lat_day if seg == "all" else lat_day[lat_day["segment"] == seg]
         if len(lat):
             (p95,), n_lat = _latency_quantiles(lat, (0.95,))
             rolling[("latency_p95", seg)] = Observed(p95, n_lat)
@@ -262,10 +262,7 @@ def build_evidence(
     n_all = int(monitor["n"].sum())
     labeled = int(monitor["labeled"].sum())
     # Customers as clusters: the gate population's and the monitoring window's items by customer.
-    cust_gate = _between(aggs.customers, win.gate_start, win.gate_end)
-    cust_gate = cust_gate[
-        (cust_gate["model_version"] == pop.version) & ~cust_gate["shown"].astype(bool)
-    ]
+    cust_gate = pop.customers
     cust_monitor = _between(aggs.customers, win.monitor_start, win.as_of)
     level = st.confidence_level
     return Evidence(
