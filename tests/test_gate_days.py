@@ -265,3 +265,29 @@ def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Pa
         pd.testing.assert_frame_equal(
             _sorted(getattr(cached, name)), _sorted(getattr(whole, name)), check_dtype=False
         )
+
+
+def test_day_files_are_feathers_byte_for_byte(tmp_path: Path) -> None:
+    """The day cache writes its files in memory (`daycache._arrow_bytes`) and reads them whole
+    (`_read_arrow`): the bytes are those `feather.write_feather` writes (empty, sliced and
+    multi-batch tables alike), and reading gives back the table."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    n = 3 * daycache.FEATHER_CHUNK_ROWS + 17
+    table = pa.table(
+        {
+            "model_version": pa.array([f"v{i % 3}" for i in range(n)]),
+            "day": pa.array([dt.date(2026, 11, 1 + i % 20) for i in range(n)], pa.date32()),
+            "n": pa.array(range(n), pa.int64()),
+            "conf_sum": pa.array([i / 7 for i in range(n)]),
+        }
+    )
+    chunked = pa.concat_tables(
+        [table.slice(0, 70_000), table.slice(70_000, 5), table.slice(70_005)]
+    )
+    for t in (table, table.slice(0, 0), table.slice(11, 1000), chunked):
+        path = tmp_path / "f.arrow"
+        feather.write_feather(t, path, compression="lz4")
+        assert daycache._arrow_bytes(t).to_pybytes() == path.read_bytes()
+        assert daycache._read_arrow(path).equals(t)
