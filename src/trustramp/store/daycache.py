@@ -194,26 +194,20 @@ def stale_days(
 
 
 def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
-    """Each day's rows of every frame, as Arrow tables (one conversion and one grouping per
-    frame, not one filter per frame and day; the gate frames, Arrow already, sorted by day once
-    and sliced)."""
+    """Each day's rows of every frame, as Arrow tables: each frame (the day frames converted
+    once, on this thread) sorted by day, stably (a day's rows keep their order), and sliced;
+    no copy per frame and day."""
     out: dict[dt.date, dict[str, pa.Table]] = {day: {} for day in days}
-    for name in GATE_FRAMES:
-        table = getattr(aggs, name).sort_by("day")
+    for name in FRAMES:
+        frame = getattr(aggs, name)
+        if name not in GATE_FRAMES:
+            frame = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+        table = frame.sort_by("day")
         ends = table["day"].to_numpy().astype("datetime64[D]")
         for day in days:
             at = np.datetime64(day, "D")
             lo, hi = np.searchsorted(ends, at, "left"), np.searchsorted(ends, at, "right")
             out[day][name] = table.slice(lo, hi - lo)
-    for name in FRAMES:
-        if name in GATE_FRAMES:
-            continue
-        frame = getattr(aggs, name)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        rows = frame.groupby("day", sort=False).indices if len(frame) else {}
-        for day in days:
-            at = rows.get(day)
-            out[day][name] = table.slice(0, 0) if at is None else table.take(at)
     return out
 
 
