@@ -130,6 +130,17 @@ def _clustered(
 
 
 def calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
+    """The certified population's calibration (ECE, its consistency test with a seeded
+    bootstrap, debiased and smooth ECE) and the test; computed once per population and
+    settings (the verdict's evidence and the gate metrics both read it)."""
+    st = config.statistics
+    key = ("calibration_evidence", st.ece_bins, st.bootstrap_reps, st.seed)
+    if key not in pop.memo:
+        pop.memo[key] = _calibration_evidence(pop, config)
+    return pop.memo[key]  # type: ignore[return-value]
+
+
+def _calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
     bins = pop.ece_bins(config.statistics.ece_bins)
     test = m.calibration_test(
         bins["labeled"].to_numpy(),

@@ -9,7 +9,7 @@ which includes the blind hold-out arm) of one model version, on the label-mature
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -123,6 +123,9 @@ class GatePopulation:
     """The same items by customer (the day statistics' `customers` rows of the version,
     unshown, in the gate window): what the gates' design effects, the clustered accuracy and
     the thresholds' clusters read."""
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    """Results computed from this population once per run and read twice (the calibration
+    evidence: the verdict's and the metrics table's), keyed by what else they depend on."""
 
     def ece_bins(self, bins: int) -> pd.DataFrame:
         """labeled, correct, conf_sum per ECE bin 0..bins-1 (zeros where a bin is empty): what
