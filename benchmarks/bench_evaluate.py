@@ -119,6 +119,11 @@ def bench_size(
         "time": {k: c.summary(v) for k, v in runs.items() if v},
         "cpu": {k: c.summary(v, "cpu_seconds") for k, v in runs.items() if v},
         "memory": {k: c.summary(v, "peak_rss_mb") for k, v in runs.items() if v},
+        "imports": {
+            k: c.summary(v, "imports_seconds")
+            for k, v in runs.items()
+            if v and all("imports_seconds" in r for r in v)
+        },
         "agreement": agreement,
     }
 
@@ -173,6 +178,16 @@ def markdown(
             c.table(["contender", "wall s", "CPU s", "peak RSS MB", "vs evaluate", "runs"], rows)
         )
         lines.append("")
+        imp = res.get("imports", {})
+        if imp:
+            lines.append(
+                "Imported before the clock, like trustramp.pipeline (`_child.EVALUATE_MODULES`: "
+                "the statistics, the report and scipy.integrate, which pipeline.evaluate imports "
+                "on its first call): "
+                + ", ".join(f"{LABELS[k]} {s['median']:.2f} s" for k, s in imp.items())
+                + " (median)."
+            )
+            lines.append("")
         r = ratios(res)
         if r:
             lines.append("Ratios of medians: " + ", ".join(f"{k} = {v:.2f}" for k, v in r.items()))

@@ -200,8 +200,9 @@ def test_sample_cut_that_falls_short_is_taken_again_whole(
 def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Path) -> None:
     """A refresh computes the gate frames only for the chunks that hold a day of the gate window
     (marked `_gate`); a later refresh whose gate window takes in a day cached without them
-    recomputes exactly that day; and the window's sums equal those of a run that computed the
-    gate frames for every day."""
+    recomputes exactly that day; the window's sums equal those of a run that computed the
+    gate frames for every day; and `load` given a gate window reads the gate frames of its days
+    only, with the same sums."""
     import shutil
 
     cfg = demo_lake["config"]
@@ -229,6 +230,9 @@ def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Pa
             again = daycache.refresh(con, h, cfg.feature, start, end, key, gate=later)
             assert list(again.recomputed) == [later[0], later[0] + dt.timedelta(days=1)]
             cached = daycache.load(h, cfg.feature, start, end, key)
+            windowed = daycache.load(
+                h, cfg.feature, start, end, key, gate=(later[0] + dt.timedelta(days=1), later[1])
+            )
         whole = agg.compute_aggregates(
             con, cfg.feature, start, end, bins=key.bins, grid_step=key.grid_step, seed=key.seed
         )
@@ -240,7 +244,50 @@ def test_gate_frames_only_for_the_gate_window_days(demo_lake: dict, tmp_path: Pa
     assert agg.paired_table(cached, lo, hi, v, prev) == agg.paired_table(whole, lo, hi, v, prev)
     for fn in (agg.customer_grid, agg.labeled_sample):
         pd.testing.assert_frame_equal(_sorted(fn(cached, lo, hi, v)), _sorted(fn(whole, lo, hi, v)))
+    # loaded for a gate window (here a day shorter than the gated days): its gate frames hold
+    # exactly the window's days, the gated day before it left unread, with the same sums
+    narrow = (lo + dt.timedelta(days=1), hi)
+    for name in agg.GATE_FRAMES:
+        days = set(getattr(windowed, name)["day"].to_pylist())
+        assert days <= {narrow[0] + dt.timedelta(days=i) for i in range((hi - narrow[0]).days + 1)}
+    assert lo in set(cached.grid["day"].to_pylist())
+    assert agg.paired_table(windowed, *narrow, v, prev) == agg.paired_table(
+        cached, *narrow, v, prev
+    )
+    for fn in (agg.customer_grid, agg.labeled_sample):
+        pd.testing.assert_frame_equal(fn(windowed, *narrow, v), fn(cached, *narrow, v))
+    pd.testing.assert_frame_equal(
+        agg.equal_mass_bins(windowed, *narrow, v, 10), agg.equal_mass_bins(cached, *narrow, v, 10)
+    )
+    for name in ("cells", "customers", "confusion", "latency", "confidence"):
+        pd.testing.assert_frame_equal(getattr(windowed, name), getattr(cached, name))
     for name in ("cells", "customers", "confusion"):  # every day has these, gated or not
         pd.testing.assert_frame_equal(
             _sorted(getattr(cached, name)), _sorted(getattr(whole, name)), check_dtype=False
         )
+
+
+def test_day_files_are_feathers_byte_for_byte(tmp_path: Path) -> None:
+    """The day cache writes its files in memory (`daycache._arrow_bytes`) and reads them whole
+    (`_read_arrow`): the bytes are those `feather.write_feather` writes (empty, sliced and
+    multi-batch tables alike), and reading gives back the table."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    n = 3 * daycache.FEATHER_CHUNK_ROWS + 17
+    table = pa.table(
+        {
+            "model_version": pa.array([f"v{i % 3}" for i in range(n)]),
+            "day": pa.array([dt.date(2026, 11, 1 + i % 20) for i in range(n)], pa.date32()),
+            "n": pa.array(range(n), pa.int64()),
+            "conf_sum": pa.array([i / 7 for i in range(n)]),
+        }
+    )
+    chunked = pa.concat_tables(
+        [table.slice(0, 70_000), table.slice(70_000, 5), table.slice(70_005)]
+    )
+    for t in (table, table.slice(0, 0), table.slice(11, 1000), chunked):
+        path = tmp_path / "f.arrow"
+        feather.write_feather(t, path, compression="lz4")
+        assert daycache._arrow_bytes(t).to_pybytes() == path.read_bytes()
+        assert daycache._read_arrow(path).equals(t)

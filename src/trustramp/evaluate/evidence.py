@@ -130,6 +130,17 @@ def _clustered(
 
 
 def calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
+    """The certified population's calibration (ECE, its consistency test with a seeded
+    bootstrap, debiased and smooth ECE) and the test; computed once per population and
+    settings (the verdict's evidence and the gate metrics both read it)."""
+    st = config.statistics
+    key = ("calibration_evidence", st.ece_bins, st.bootstrap_reps, st.seed)
+    if key not in pop.memo:
+        pop.memo[key] = _calibration_evidence(pop, config)
+    return pop.memo[key]  # type: ignore[return-value]
+
+
+def _calibration_evidence(pop: GatePopulation, config: RolloutConfig) -> tuple[Calibration, object]:
     bins = pop.ece_bins(config.statistics.ece_bins)
     test = m.calibration_test(
         bins["labeled"].to_numpy(),
@@ -182,6 +193,7 @@ def build_evidence(
     st = config.statistics
     rolling: dict[tuple[str, str], Count | Observed] = {}
     unshown_day = day[day["mode"] == UNSHOWN]
+    lat_day = _between(aggs.latency, win.as_of, win.as_of)
     for seg in ["all", *segs]:
         d = day if seg == "all" else day[day["segment"] == seg]
         u = unshown_day if seg == "all" else unshown_day[unshown_day["segment"] == seg]
@@ -195,8 +207,7 @@ def build_evidence(
         rolling[("override_rate", seg)] = Count(
             int(d["overridden"].sum()), int(d["shown_labeled"].sum())
         )
-        lat = _between(aggs.latency, win.as_of, win.as_of)
-        lat = lat if seg == "all" else lat[lat["segment"] == seg]
+        lat = lat_day if seg == "all" else lat_day[lat_day["segment"] == seg]
         if len(lat):
             (p95,), n_lat = _latency_quantiles(lat, (0.95,))
             rolling[("latency_p95", seg)] = Observed(p95, n_lat)
@@ -262,10 +273,7 @@ def build_evidence(
     n_all = int(monitor["n"].sum())
     labeled = int(monitor["labeled"].sum())
     # Customers as clusters: the gate population's and the monitoring window's items by customer.
-    cust_gate = _between(aggs.customers, win.gate_start, win.gate_end)
-    cust_gate = cust_gate[
-        (cust_gate["model_version"] == pop.version) & ~cust_gate["shown"].astype(bool)
-    ]
+    cust_gate = pop.customers
     cust_monitor = _between(aggs.customers, win.monitor_start, win.as_of)
     level = st.confidence_level
     return Evidence(

@@ -64,8 +64,7 @@ def gate_metric_rows(
     }
     rows: list[dict] = []
     # Accuracy with a cluster bootstrap over customers (items cluster by customer).
-    cust = _between(aggs.customers, win.gate_start, win.gate_end)
-    cust = cust[(cust["model_version"] == pop.version) & ~cust["shown"].astype(bool)]
+    cust = pop.customers
     for seg in [None, *config.segments]:
         c = cust if seg is None else cust[cust["segment"] == seg]
         g = c.groupby("customer_id")[["correct", "labeled"]].sum()

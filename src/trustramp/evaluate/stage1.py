@@ -114,7 +114,7 @@ def load_day_statistics(
                 full=full_recompute,
                 engine=eng,
             )
-            aggs = daycache.load(home, cfg.feature, win.first, as_of, key)
+            aggs = daycache.load(home, cfg.feature, win.first, as_of, key, gate=gate)
         line.update(
             recomputed=len(refreshed.recomputed),
             updated=len(refreshed.updated),

@@ -243,9 +243,16 @@ def metrics_table(
     ]
     for window, first, groupings in spans:
         span, lat_span = _between(cells, first, win.as_of), _between(lat, first, win.as_of)
+        unshown = span[span["mode"] == UNSHOWN]  # once per span, not per grouping
         for keys in groupings:
             _group_metrics(
-                rows, span, keys, window=window, confidence=confidence, ece_min_n=ece_min_n
+                rows,
+                span,
+                keys,
+                window=window,
+                confidence=confidence,
+                ece_min_n=ece_min_n,
+                unshown=unshown,
             )
             _latency(rows, lat_span, keys, window=window)
     _customer_rows(rows, aggs, win, confidence=confidence)
@@ -271,12 +278,17 @@ def _group_metrics(
     window: str,
     confidence: float,
     ece_min_n: int,
+    unshown: pd.DataFrame | None = None,
 ) -> None:
+    """`unshown`: the span's unshown rows, when the caller has them already."""
     if span.empty:
         return
     sums = _sum_by(span, keys)
     # Accuracy and calibration: unshown items, except on rows that name a shown mode.
-    quality_src = span if "mode" in keys else span[span["mode"] == UNSHOWN]
+    if "mode" in keys:
+        quality_src = span
+    else:
+        quality_src = unshown if unshown is not None else span[span["mode"] == UNSHOWN]
     quality = sums if quality_src is span else _sum_by(quality_src, keys)
     rate = functools.partial(_rate, rows, keys=keys, window=window, confidence=confidence)
     rate(quality, metric="accuracy", k="correct", n="labeled")

@@ -152,8 +152,6 @@ class Thresholds:
 
 
 def _threshold_clusters(
-    aggs: Aggregates,
-    win: Windows,
     pop: GatePopulation,
     customer_grid: pd.DataFrame | None,
     step: float,
@@ -171,10 +169,7 @@ def _threshold_clusters(
     g = customer_grid.groupby(keys, dropna=False)[["labeled", "correct", "n"]].sum().reset_index()
     clusters = g.rename(columns={"labeled": "n", "n": "total"}).assign(lo=g["grid_bin"] * step)
     clusters = clusters.drop(columns="grid_bin")
-    cust = _between(aggs.customers, win.gate_start, win.gate_end)
-    cust = cust[
-        (cust["model_version"] == pop.version) & ~cust["shown"].astype(bool) & (cust["labeled"] > 0)
-    ]
+    cust = pop.customers[pop.customers["labeled"] > 0]
     segments = cust.dropna(subset=["customer_id"]).groupby("customer_id")["segment"]
     if not len(cust) or (segments.nunique() > 1).any():
         return clusters, None
@@ -201,7 +196,7 @@ def recommend(
     population = f"unshown labeled items of {model}, {win.gate_start}..{win.gate_end}"
     grid = grid_frame(pop.cells, step)
     level = config.statistics.confidence_level
-    clusters, segment_clusters = _threshold_clusters(aggs, win, pop, customer_grid, step)
+    clusters, segment_clusters = _threshold_clusters(pop, customer_grid, step)
     certified = th.recommend_thresholds(
         grid,
         config.routing,

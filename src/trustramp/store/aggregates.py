@@ -888,7 +888,11 @@ def customer_grid(aggs: Aggregates, start: dt.date, end: dt.date, version: str) 
     (items without a customer id kept, under a missing customer_id, last)."""
     cols = ["labeled", "correct", "n"]
     rows = _gate_rows(aggs.grid, start, end, version, ["customer_id", "grid_bin", *cols])
-    summed = rows.group_by(["customer_id", "grid_bin"]).aggregate([(c, "sum") for c in cols])
+    # on this thread: a few 10k rows, where Arrow's thread pool costs more than the sums (and
+    # far more when other processes keep the cores busy); sorted below either way
+    summed = rows.group_by(["customer_id", "grid_bin"], use_threads=False).aggregate(
+        [(c, "sum") for c in cols]
+    )
     summed = summed.rename_columns(
         [{f"{c}_sum": c for c in cols}.get(c, c) for c in summed.column_names]
     )

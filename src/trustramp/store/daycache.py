@@ -32,7 +32,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import (
@@ -75,6 +74,8 @@ FRAMES = (
     "classwise",
     "sample",
 )
+DAY_FRAMES = tuple(name for name in FRAMES if name not in GATE_FRAMES)
+"""The frames every cached day has (the others are the gate frames)."""
 DONE = "_done"
 SOURCES = "_sources"
 """The input files whose marks the day's last refresh saw, one per line: its frames include
@@ -342,26 +343,20 @@ def stale_days(
 
 
 def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str, pa.Table]]:
-    """Each day's rows of every frame, as Arrow tables (one conversion and one grouping per
-    frame, not one filter per frame and day; the gate frames, Arrow already, sorted by day once
-    and sliced)."""
+    """Each day's rows of every frame, as Arrow tables: each frame (the day frames converted
+    once, on this thread) sorted by day, stably (a day's rows keep their order), and sliced;
+    no copy per frame and day."""
     out: dict[dt.date, dict[str, pa.Table]] = {day: {} for day in days}
-    for name in GATE_FRAMES:
-        table = getattr(aggs, name).sort_by("day")
+    for name in FRAMES:
+        frame = getattr(aggs, name)
+        if name not in GATE_FRAMES:
+            frame = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+        table = frame.sort_by("day")
         ends = table["day"].to_numpy().astype("datetime64[D]")
         for day in days:
             at = np.datetime64(day, "D")
             lo, hi = np.searchsorted(ends, at, "left"), np.searchsorted(ends, at, "right")
             out[day][name] = table.slice(lo, hi - lo)
-    for name in FRAMES:
-        if name in GATE_FRAMES:
-            continue
-        frame = getattr(aggs, name)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        rows = frame.groupby("day", sort=False).indices if len(frame) else {}
-        for day in days:
-            at = rows.get(day)
-            out[day][name] = table.slice(0, 0) if at is None else table.take(at)
     return out
 
 
@@ -375,7 +370,7 @@ def _write_day(
     for name, table in tables.items():
         if name in GATE_FRAMES and not gated:
             continue  # none computed: `load` reads a missing gate frame as empty
-        feather.write_feather(table, tmp / f"{name}.arrow", compression="lz4")
+        (tmp / f"{name}.arrow").write_bytes(_arrow_bytes(table))
     if gated:
         (tmp / GATED).touch()
     if sources:
@@ -384,8 +379,33 @@ def _write_day(
     replace_dir(tmp, folder)
 
 
-def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Aggregates:
-    """The cached aggregates of [start, end].
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
+FEATHER_CHUNK_ROWS = 64 * 1024
+"""`feather.write_feather`'s record batch size (its default)."""
+
+
+def _arrow_bytes(table: pa.Table) -> pa.Buffer:
+    """The bytes `feather.write_feather(table, path, compression="lz4")` writes (the same Arrow
+    IPC file, byte for byte), built in memory on this thread: Arrow's file writer and its
+    thread pool cost ~1 s of a full recompute's ~300 small files on a busy machine."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=_WRITE_OPTIONS) as writer:
+        writer.write_table(table, max_chunksize=FEATHER_CHUNK_ROWS)
+    return sink.getvalue()
+
+
+def load(
+    home: Home,
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    key: Key,
+    *,
+    gate: tuple[dt.date, dt.date] | None = None,
+) -> Aggregates:
+    """The cached aggregates of [start, end]; the gate frames only of the days in `gate` (the
+    gate window: the only days their sums read, and the only days `refresh` guarantees to have
+    them), or of every day that has them when None.
 
     Call `refresh` first, and call both under the same hold of the writer lock: then no other
     evaluation can recompute a day (from a lake an ingest changed meanwhile) between the two,
@@ -394,17 +414,22 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
     base = cache_dir(home, feature, key)
     parts: dict[str, list[pa.Table]] = {name: [] for name in FRAMES}
     for i in range((end - start).days + 1):
-        for name, table in _read_day(base / (start + dt.timedelta(days=i)).isoformat()).items():
+        day = start + dt.timedelta(days=i)
+        names = FRAMES if gate is None or gate[0] <= day <= gate[1] else DAY_FRAMES
+        for name, table in _read_day(base / day.isoformat(), names).items():
             if table.num_rows:
                 parts[name].append(table)
     # One conversion per frame, not per frame and day (pandas' per-frame overhead dominates
-    # the small days); the gate frames stay Arrow (GATE_SCHEMAS: every day file has it).
+    # the small days); the gate frames stay Arrow (GATE_SCHEMAS: every day file has it). The
+    # days' chunks are combined first: pandas keeps an Arrow column's chunks, and every filter
+    # or group-by of stage 2 would otherwise take from 30 chunks (twice the cost).
     frames: dict[str, Any] = {}
     for name, got in parts.items():
         if name in GATE_FRAMES:
             frames[name] = pa.concat_tables(got) if got else empty_gate(name)
         elif got:
-            frames[name] = pa.concat_tables(got, promote_options="permissive").to_pandas()
+            table = pa.concat_tables(got, promote_options="permissive").combine_chunks()
+            frames[name] = table.to_pandas()
         else:
             frames[name] = empty_frame(name)
     return Aggregates(
@@ -412,21 +437,35 @@ def load(home: Home, feature: str, start: dt.date, end: dt.date, key: Key) -> Ag
     )
 
 
-def _read_day(folder: Path, attempts: int = 5) -> dict[str, pa.Table]:
-    """One day's frames, all from the same version of its folder (a writer may swap it while we
-    read: then read it again)."""
+def _read_day(
+    folder: Path, names: tuple[str, ...] = FRAMES, attempts: int = 5
+) -> dict[str, pa.Table]:
+    """One day's frames (of `names`), all from the same version of its folder (a writer may
+    swap it while we read: then read it again)."""
     frames: dict[str, pa.Table] = {}
     for _ in range(attempts):
         before = _inode(folder)
         frames = {}
-        for name in FRAMES:
+        for name in names:
             try:
-                frames[name] = feather.read_table(folder / f"{name}.arrow")
+                frames[name] = _read_arrow(folder / f"{name}.arrow")
             except FileNotFoundError:
                 continue
         if before == _inode(folder):
             break
     return frames
+
+
+_ON_THIS_THREAD = pa.ipc.IpcReadOptions(use_threads=False)
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file (as `feather.write_feather` wrote it), read whole into memory and
+    decoded on this thread. The files are small (up to a few hundred kB): Arrow's own file
+    reader and its thread pools cost more than the reading itself for each of a run's ~300
+    files (some 9,000 futex calls; seconds of system time when other processes kept the
+    cores busy)."""
+    return pa.ipc.open_file(pa.py_buffer(path.read_bytes()), options=_ON_THIS_THREAD).read_all()
 
 
 def _inode(folder: Path) -> int | None:
