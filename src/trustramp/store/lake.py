@@ -427,10 +427,12 @@ def rebuild_catalog(home: Home) -> Path:
             rels = relations(home, relative=relative)
             base = home.root if relative else None
             rels["metrics"] = metrics_relation(published_metrics(home, con), base)
+            con.execute("BEGIN TRANSACTION")  # one commit, not one per view and comment
             con.execute(f"CREATE VIEW ingest_log AS {rels.pop('ingest_log')}")
             for name, query in rels.items():
                 con.execute(f"CREATE VIEW {_ident(name)} AS {query}")
             comment_views(con)
+            con.execute("COMMIT")
             con.execute("USE memory")
             con.execute("DETACH catalog")
     finally:
