@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import re
 import shutil
 import uuid
 from collections import Counter
@@ -660,17 +661,29 @@ def _write_parts(
 ) -> None:
     """The landing rows of each file: `out/_file=<i>/feature=<f>/date=<d>/*.parquet`.
 
-    One partitioned write per file (the filter on `_file` skips the other files' row groups):
-    one write for the whole kind partitioned by file too is slower on large runs, where
-    DuckDB's partitioned writer keeps too many partitions open at once for its memory.
+    One write per file (the filter on `_file` skips the other files' row groups): one write for
+    the whole kind partitioned by file too is slower on large runs, where DuckDB's partitioned
+    writer keeps too many partitions open at once for its memory. A file whose rows all land in
+    one (feature, date) partition, the usual daily file, is written by a plain COPY into that
+    partition's folder, in row groups as large as the partitioned write's: the partitioned
+    writer costs ~70 % more CPU for the same rows.
     """
     landing = _landing(schema, features, sources, kept)
     default = con.execute("SELECT current_setting('partitioned_write_flush_threshold')")
     flush = int(default.fetchall()[0][0])
+    single = _single_partitions(con, landing)
     for i, s in staged.items():
         if s.rows_new:
             s.parts_dir = out / f"{FILE}={i}"
             wide = _wide_flush_rows(con, schema, i, flush)
+            one = single.get(i)
+            if wide is None and one is not None:
+                dest = s.parts_dir / f"{FEATURE}={one[0]}" / f"{DATE}={one[1].isoformat()}"
+                rows = min(2 * flush, PLAIN_ROW_GROUP_ROWS)
+                options = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {rows}"
+                relation = f"SELECT * EXCLUDE ({FEATURE}, {DATE}) FROM ({landing})"
+                _copy_file_rows(con, relation, i, dest / "data_0.parquet", options)
+                continue
             if wide is not None:
                 con.execute(f"SET partitioned_write_flush_threshold = {wide}")
             try:
@@ -684,6 +697,29 @@ def _write_parts(
             finally:
                 if wide is not None:
                     con.execute(f"SET partitioned_write_flush_threshold = {flush}")
+
+
+PLAIN_ROW_GROUP_ROWS = 122_880
+"""Largest row group of a file's plain (single-partition) lake write: DuckDB's default."""
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+"""A feature name that is its own partition folder name (DuckDB escapes no character of it)."""
+
+
+def _single_partitions(
+    con: duckdb.DuckDBPyConnection, landing: str
+) -> dict[int, tuple[str, dt.date]]:
+    """The (feature, date) of each file whose landing rows all fall in that one partition."""
+    rows = con.execute(f"""
+SELECT {FILE}, min({FEATURE}), min({DATE})
+FROM ({landing})
+GROUP BY {FILE}
+HAVING min({FEATURE}) = max({FEATURE}) AND min({DATE}) = max({DATE})
+""").fetchall()
+    return {
+        int(i): (feature, day)
+        for i, feature, day in rows
+        if isinstance(feature, str) and _PLAIN_VALUE.fullmatch(feature) and day is not None
+    }
 
 
 TYPICAL_ROW_BYTES = 130
