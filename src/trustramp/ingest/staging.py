@@ -120,13 +120,15 @@ def stage_kind(
     *,
     segments: Sequence[str],
     run_predictions: Sequence[Path] = (),
+    audit_sample: AuditSample | None = None,
 ) -> StagedKind:
     """Check, deduplicate and partition the files of one kind under `run_dir` (nothing visible).
 
     Files count in the order given: a row whose id an earlier row of the run (or the lake) has
     is a duplicate when identical and a conflict otherwise. `run_predictions` are the parts
     folders of predictions staged earlier in this run: decisions find their item's feature there
-    as in the lake.
+    as in the lake. `audit_sample`, when given, gets the contract audit's sample of the rows
+    that land (or the error that kept it from being drawn) before the lake parts are written.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _segments AS SELECT unnest(?::VARCHAR[]) AS s",
@@ -136,7 +138,9 @@ def stage_kind(
     while True:
         checked = _Checked(con, run_dir / f"checked-{schema.kind.value}", in_memory=in_memory)
         try:
-            return _stage_checked(con, home, run_dir, schema, files, checked, run_predictions)
+            return _stage_checked(
+                con, home, run_dir, schema, files, checked, run_predictions, audit_sample
+            )
         except _TooWide:  # wider rows than the estimate: again, with the rows on disk
             in_memory = False
         finally:
@@ -159,6 +163,7 @@ def _stage_checked(
     files: Sequence[SourceFile],
     checked: _Checked,
     run_predictions: Sequence[Path],
+    audit_sample: AuditSample | None,
 ) -> StagedKind:
     fmts: dict[int, str] = {}
     errors: dict[int, str] = {}
@@ -195,6 +200,8 @@ def _stage_checked(
             features = _item_features(con, home, schema, run_predictions)
             _count(con, staged)
             kept = _kept(con)
+            if audit_sample is not None:
+                _sample_for_audit(con, schema, kept, audit_sample)
             sources = [f.src for f in files]
             _write_parts(con, schema, run_dir / schema.kind.value, staged, features, sources, kept)
             _write_quarantine(con, schema, run_dir / "quarantine", staged)
@@ -816,6 +823,27 @@ def audit_staged(
     files = [str(p / "*" / "*" / "*.parquet") for p in parts_dirs]
     if not files:
         return []
+    limit = _audit_limit()
+    sample = "" if limit is None else f" USING SAMPLE reservoir({limit} ROWS) REPEATABLE (7)"
+    query = (
+        f"SELECT * FROM (SELECT {', '.join(_audit_columns(schema))} FROM read_parquet("
+        f"[{', '.join(quote_literal(f) for f in files)}], union_by_name = true)){sample}"
+    )
+    failed: list[str] = []
+    with translated(f"auditing staged {schema.kind.value}"):
+        for batch in con.sql(query).to_arrow_reader(AUDIT_CHUNK_ROWS):
+            failed += [f for f in audit(schema.kind, batch.to_pandas()) if f not in failed]
+    return failed
+
+
+def _audit_limit() -> int | None:
+    """Rows the audit samples per kind (TRUSTRAMP_GX_AUDIT_ROWS); None for every row."""
+    limit = os.environ.get("TRUSTRAMP_GX_AUDIT_ROWS", str(AUDIT_ROWS)).strip().lower()
+    return None if limit == "all" else int(limit)
+
+
+def _audit_columns(schema: Schema) -> list[str]:
+    """The audited columns, text cut to `AUDIT_TEXT_CHARS` (the feature is a partition)."""
     cols = []
     for c in schema.columns:
         if c.name == FEATURE:
@@ -828,16 +856,43 @@ def audit_staged(
             )
         else:
             cols.append(ident)
-    limit = os.environ.get("TRUSTRAMP_GX_AUDIT_ROWS", str(AUDIT_ROWS)).strip().lower()
-    sample = "" if limit == "all" else f" USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (7)"
+    return cols
+
+
+AuditSample = Callable[["pa.Table | BaseException"], None]
+"""Takes the audit's sample of a kind's landing rows (or why it could not be drawn)."""
+
+
+def _sample_for_audit(
+    con: duckdb.DuckDBPyConnection, schema: Schema, kept: str, take: AuditSample
+) -> None:
+    """Draw the audit's seeded sample of the landing rows from `_checked`, before the lake write,
+    and hand it to `take` (which audits it while staging goes on): the same rows and columns
+    as `audit_staged` reads back from the parts. Not when every row is to be audited
+    (TRUSTRAMP_GX_AUDIT_ROWS=all): then the parts are audited as they are read."""
+    limit = _audit_limit()
+    if limit is None:
+        return
     query = (
-        f"SELECT * FROM (SELECT {', '.join(cols)} FROM read_parquet("
-        f"[{', '.join(quote_literal(f) for f in files)}], union_by_name = true)){sample}"
+        f"SELECT * FROM (SELECT {', '.join(_audit_columns(schema))} FROM _checked c "
+        f"WHERE {kept}) USING SAMPLE reservoir({limit} ROWS) REPEATABLE (7)"
     )
+    try:
+        with translated(f"auditing staged {schema.kind.value}"):
+            sample = con.sql(query).to_arrow_table()
+    except (TrustrampError, MemoryError) as e:
+        take(e)
+        return
+    take(sample)
+
+
+def audit_rows(
+    schema: Schema, rows: pa.Table, audit: Callable[[Kind, pd.DataFrame], list[str]]
+) -> list[str]:
+    """The contract audit of rows drawn by `_sample_for_audit`, in chunks; failed expectations."""
     failed: list[str] = []
-    with translated(f"auditing staged {schema.kind.value}"):
-        for batch in con.sql(query).to_arrow_reader(AUDIT_CHUNK_ROWS):
-            failed += [f for f in audit(schema.kind, batch.to_pandas()) if f not in failed]
+    for batch in rows.to_batches(max_chunksize=AUDIT_CHUNK_ROWS):
+        failed += [f for f in audit(schema.kind, batch.to_pandas()) if f not in failed]
     return failed
 
 
