@@ -201,7 +201,8 @@ def _stage_checked(
             _count(con, staged)
             kept = _kept(con)
             if audit_sample is not None:
-                _sample_for_audit(con, schema, kept, audit_sample)
+                landing = sum(s.rows_new for s in staged.values())
+                _sample_for_audit(con, schema, kept, landing, audit_sample)
             sources = [f.src for f in files]
             _write_parts(con, schema, run_dir / schema.kind.value, staged, features, sources, kept)
             _write_quarantine(con, schema, run_dir / "quarantine", staged)
@@ -678,12 +679,12 @@ def _write_parts(
     landing = _landing(schema, features, sources, kept)
     default = con.execute("SELECT current_setting('partitioned_write_flush_threshold')")
     flush = int(default.fetchall()[0][0])
-    single = _single_partitions(con, landing)
+    layouts = _layouts(con, schema, landing)
     for i, s in staged.items():
         if s.rows_new:
             s.parts_dir = out / f"{FILE}={i}"
-            wide = _wide_flush_rows(con, schema, i, flush)
-            one = single.get(i)
+            one, text = layouts.get(i, (None, 0.0))
+            wide = _wide_flush_rows(text, flush)
             if wide is None and one is not None:
                 dest = s.parts_dir / f"{FEATURE}={one[0]}" / f"{DATE}={one[1].isoformat()}"
                 rows = min(2 * flush, PLAIN_ROW_GROUP_ROWS)
@@ -712,41 +713,35 @@ _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 """A feature name that is its own partition folder name (DuckDB escapes no character of it)."""
 
 
-def _single_partitions(
-    con: duckdb.DuckDBPyConnection, landing: str
-) -> dict[int, tuple[str, dt.date]]:
-    """The (feature, date) of each file whose landing rows all fall in that one partition."""
+def _layouts(
+    con: duckdb.DuckDBPyConnection, schema: Schema, landing: str
+) -> dict[int, tuple[tuple[str, dt.date] | None, float]]:
+    """Per file with landing rows: the (feature, date) partition when all of them fall in that
+    one (else None), and their average bytes of text (one scan of the landing rows)."""
+    texts = [quote_ident(n) for n, t in lake_columns(schema) if t == "VARCHAR"]
+    width = " + ".join(f"coalesce(strlen({t}), 0)" for t in texts) or "0"
     rows = con.execute(f"""
-SELECT {FILE}, min({FEATURE}), min({DATE})
+SELECT {FILE}, min({FEATURE}) = max({FEATURE}) AND min({DATE}) = max({DATE}),
+       min({FEATURE}), min({DATE}), avg({width})
 FROM ({landing})
 GROUP BY {FILE}
-HAVING min({FEATURE}) = max({FEATURE}) AND min({DATE}) = max({DATE})
 """).fetchall()
-    return {
-        int(i): (feature, day)
-        for i, feature, day in rows
-        if isinstance(feature, str) and _PLAIN_VALUE.fullmatch(feature) and day is not None
-    }
+    out: dict[int, tuple[tuple[str, dt.date] | None, float]] = {}
+    for i, one, feature, day, text in rows:
+        plain = one and isinstance(feature, str) and _PLAIN_VALUE.fullmatch(feature) and day
+        out[int(i)] = ((feature, day) if plain else None, float(text or 0.0))
+    return out
 
 
 TYPICAL_ROW_BYTES = 130
 """Bytes of a buffered lake row that `duck.partitioned_write_flush_rows` is sized for."""
 
 
-def _wide_flush_rows(
-    con: duckdb.DuckDBPyConnection, schema: Schema, i: int, flush: int
-) -> int | None:
-    """A smaller flush threshold for the lake write of file `i` when its rows carry much more
-    text than the threshold was sized for (the write's buffers count rows, not bytes: 8,000
-    rows of 16 KB ran out of memory under 64 MB); None when its rows are of the usual size.
-    Judged on its first 2,048 valid rows."""
-    texts = [quote_ident(n) for n, t in lake_columns(schema) if t == "VARCHAR"]
-    width = " + ".join(f"coalesce(strlen({t}), 0)" for t in texts)
-    row = con.execute(
-        f"SELECT avg({width}) FROM (SELECT * FROM _checked c "
-        f"WHERE c.{FILE} = {int(i)} AND c._reason IS NULL LIMIT 2048)"
-    ).fetchall()
-    text = float(row[0][0] or 0.0)
+def _wide_flush_rows(text: float, flush: int) -> int | None:
+    """A smaller flush threshold for the lake write of a file whose rows carry `text` bytes of
+    text on average, much more than the threshold was sized for (the write's buffers count rows,
+    not bytes: 8,000 rows of 16 KB ran out of memory under 64 MB); None for rows of the usual
+    size."""
     if text <= TYPICAL_ROW_BYTES * 4:
         return None
     return max(16, int(flush * TYPICAL_ROW_BYTES / text))
@@ -864,18 +859,28 @@ AuditSample = Callable[["pa.Table | BaseException"], None]
 
 
 def _sample_for_audit(
-    con: duckdb.DuckDBPyConnection, schema: Schema, kept: str, take: AuditSample
+    con: duckdb.DuckDBPyConnection, schema: Schema, kept: str, rows: int, take: AuditSample
 ) -> None:
-    """Draw the audit's seeded sample of the landing rows from `_checked`, before the lake write,
-    and hand it to `take` (which audits it while staging goes on): the same rows and columns
-    as `audit_staged` reads back from the parts. Not when every row is to be audited
-    (TRUSTRAMP_GX_AUDIT_ROWS=all): then the parts are audited as they are read."""
+    """Draw the audit's sample of the `rows` landing rows from `_checked`, before the lake write,
+    and hand it to `take` (which audits it while staging goes on): the same columns as
+    `audit_staged` reads back from the parts. Not when every row is to be audited
+    (TRUSTRAMP_GX_AUDIT_ROWS=all): then the parts are audited as they are read.
+
+    The seeded reservoir sample of `AUDIT_ROWS` rows (every row when there are fewer) is drawn
+    from the rows whose id hashes below a threshold set for about 5 % more rows than that: a
+    reservoir over every row costs ~0.8 CPU s per 1M rows, in one thread. The reservoir holds
+    its rows in DuckDB, within its memory limit.
+    """
     limit = _audit_limit()
     if limit is None:
         return
+    where = kept
+    if rows > 1.05 * limit + 1_000:
+        below = int(2**64 * ((1.05 * limit + 1_000) / rows))
+        where += f" AND hash(c.{quote_ident(schema.id_column)}) < {below}::UBIGINT"
     query = (
         f"SELECT * FROM (SELECT {', '.join(_audit_columns(schema))} FROM _checked c "
-        f"WHERE {kept}) USING SAMPLE reservoir({limit} ROWS) REPEATABLE (7)"
+        f"WHERE {where}) USING SAMPLE reservoir({limit} ROWS) REPEATABLE (7)"
     )
     try:
         with translated(f"auditing staged {schema.kind.value}"):
