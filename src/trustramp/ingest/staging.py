@@ -4,9 +4,10 @@ and quarantine, per file.
 Set-based: the files' rows are checked by a few queries per kind (DuckDB's Parquet reader for
 plain Parquet files, one Arrow stream per format otherwise; a file on its own only when it must
 be), into a DuckDB temp table when they fit in half of DuckDB's memory limit, else into Parquet
-files, read as the view `_checked`, each row tagged with its file's position in the run. Deduplication, the decisions' feature lookup (one scan of the predictions
-per run), the dirty days and the quarantine then run once per kind, not once per file. Everything
-is written under `HOME/tmp/run-<id>/`, one folder of lake parts per file, and
+files, read as the view `_checked`, each row tagged with its file's position in the run.
+Deduplication, the decisions' feature lookup (one scan of the predictions per run), the dirty
+days, the quarantine and the contract audit's sample then run once per kind, not once per file.
+Everything is written under `HOME/tmp/run-<id>/`, one folder of lake parts per file, and
 `lake.commit_source` moves each file into place with its own commit record, in run order.
 The raw files are never loaded whole, and DuckDB's memory limit bounds every step.
 
