@@ -80,7 +80,10 @@ def main() -> None:
             cmd = [str(tree / ".venv" / "bin" / "python"), f"benchmarks/{a.script}", *a.args]
             _run([*cmd, "--reps", "1", "--name", name], ROOT)
             for size in _results(name):
-                for contender, got in size["runs"].items():
+                got_runs = size["runs"]
+                if not isinstance(got_runs, dict):  # bench_ingest: one list per size and format
+                    got_runs = {size.get("fmt", "runs"): got_runs}
+                for contender, got in got_runs.items():
                     key = (size["n"], contender, label)
                     runs.setdefault(key, {"runs": []})["runs"] += got
     lines = [

@@ -93,3 +93,66 @@ def test_a_file_that_breaks_mid_stream_fails_alone(tmp_path: Path) -> None:
     status = {r.path.name: r.status for r in report.files}
     assert status == {"a.csv": "ingested", "b.csv": "failed", "c.csv": "ingested"}
     assert len(visible(tmp_path / "home")["predictions"]) == 10
+
+
+def test_the_audit_sees_the_landing_rows_and_a_failure_blocks_its_kind(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The Great Expectations audit runs beside staging, on the rows about to land (not the
+    duplicates, conflicts or quarantined rows), and a failed audit still stops every file of its
+    kind before anything of them commits, while the other kinds land; a rerun lands them."""
+    from trustramp.contract import Kind
+    from trustramp.ingest import expectations
+
+    real = expectations.audit
+    seen: dict[Kind, list[str]] = {}
+
+    def audit(kind, frame):  # the real suite, plus one failure planted for decisions
+        seen.setdefault(kind, []).extend(frame[frame.columns[0]].tolist())
+        failed = real(kind, frame)
+        return [*failed, "planted(decision_id)"] if kind is Kind.DECISIONS else failed
+
+    monkeypatch.setattr(expectations, "audit", audit)
+    files = [f for f in inputs(tmp_path / "in") if f.name != "d.parquet"]
+    report = ingest_paths(files, tmp_path / "home")
+    status = {r.path.name: r.status for r in report.files}
+    assert status == {n: "ingested" for n in ("a.parquet", "b.csv", "c.parquet")} | {
+        "e.jsonl": "failed"
+    }
+    error = next(r.error for r in report.files if r.path.name == "e.jsonl")
+    assert "failed the contract audit (planted(decision_id))" in str(error)
+    landed = visible(tmp_path / "home")
+    assert landed["decisions"] == []
+    assert sorted(seen[Kind.PREDICTIONS]) == sorted(p[0] for p in landed["predictions"])
+    assert sorted(seen[Kind.DECISIONS]) == ["d1", "d14", "d2", "d99"]
+
+    monkeypatch.setattr(expectations, "audit", real)
+    again = ingest_paths(files, tmp_path / "home")
+    assert {r.path.name: r.status for r in again.files}["e.jsonl"] == "ingested"
+    assert len(visible(tmp_path / "home")["decisions"]) == 4
+
+
+def test_an_audit_that_cannot_run_fails_only_the_file_it_cannot_audit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """When the kind's audit breaks (here: out of memory on the rows of one file), each file is
+    audited alone and only the file whose own audit breaks fails, with one line."""
+    from trustramp.ingest import expectations
+
+    real = expectations.audit
+
+    def audit(kind, frame):
+        if "p12" in set(frame[frame.columns[0]]):  # a row only b.csv lands
+            raise MemoryError
+        return real(kind, frame)
+
+    monkeypatch.setattr(expectations, "audit", audit)
+    files = [f for f in inputs(tmp_path / "in") if f.name in ("a.parquet", "b.csv")]
+    report = ingest_paths(files, tmp_path / "home")
+    by_name = {r.path.name: r for r in report.files}
+    assert by_name["a.parquet"].status == "ingested"
+    assert by_name["b.csv"].status == "failed"
+    assert "the contract audit could not run on its rows (out of memory)" in str(
+        by_name["b.csv"].error
+    )
+    assert len(visible(tmp_path / "home")["predictions"]) == 10

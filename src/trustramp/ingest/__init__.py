@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trustramp.contract import DEFAULT_SEGMENTS, Kind, infer_kind, schema_for
 from trustramp.errors import InputFileError, NotWritableError, TrustrampError
@@ -39,6 +40,7 @@ from trustramp.ingest.staging import (
     SourceFile,
     StagedFile,
     StagedKind,
+    audit_rows,
     audit_staged,
     discard_run,
     new_run_dir,
@@ -276,6 +278,7 @@ def ingest_paths(
         sweep(h)  # what a killed run left behind (never visible) goes first
         run_dir = new_run_dir(h)
         con = connect(memory_limit=memory_limit, temp_directory=h.tmp / "duckdb")
+        audits = _Audits() if validate_with_gx else None
         try:
             migrate(con, h)  # an older lake's layout first: staging reads the current one
             planned = _plan(files, fixed_kind, results, named)
@@ -289,11 +292,11 @@ def ingest_paths(
                 done += len(group)
                 if not group:
                     continue
-                staged += _stage_group(con, h, run_dir, k, group, segments, staged, results)
+                staged += _stage_group(con, h, run_dir, k, group, segments, staged, results, audits)
                 if crash_after == "stage":
                     _crash()
-            if validate_with_gx:
-                staged = _audit(con, staged, results)
+            if audits is not None:
+                staged = _audit(con, staged, results, audits)
             for n, s in enumerate(staged):
                 assert s.log_file is not None
                 commit_source(
@@ -308,6 +311,8 @@ def ingest_paths(
                 )
                 results.append(_result(s))
         finally:
+            if audits is not None:
+                audits.close()
             con.close()
             discard_run(run_dir)
         rebuild_catalog(h)
@@ -425,23 +430,37 @@ def _stage_group(
     segments: Sequence[str],
     staged: list[StagedFile],
     results: list[FileResult],
+    audits: _Audits | None = None,
 ) -> list[StagedFile]:
     """Stage the files of one kind together; files that fail are reported and left out.
 
     When the set-based steps break (out of memory, say), each file is staged alone to find the
     ones that break them, its output thrown away; the others are staged together again (their
     deduplication must see each other), in a fresh folder. Only the files that break alone fail.
+    The audit of the kind starts on its sample while staging goes on (`audits`); on the retry
+    path it is left to `_audit`, which reads the parts staged in the end.
     """
     preds = [s.parts_dir for s in staged if s.kind == Kind.PREDICTIONS and s.parts_dir]
 
-    def stage(files: list[SourceFile], folder: Path) -> StagedKind:
+    def stage(
+        files: list[SourceFile], folder: Path, sample: Callable[..., None] | None = None
+    ) -> StagedKind:
         return stage_kind(
-            con, home, folder, schema_for(kind), files, segments=segments, run_predictions=preds
+            con,
+            home,
+            folder,
+            schema_for(kind),
+            files,
+            segments=segments,
+            run_predictions=preds,
+            audit_sample=sample,
         )
 
     try:
-        out = stage(group, run_dir)
+        out = stage(group, run_dir, None if audits is None else audits.starter(kind))
     except (TrustrampError, MemoryError) as e:
+        if audits is not None:
+            audits.forget(kind)
         out, bad = StagedKind([], []), {}
         if len(group) > 1:
             out, bad = _stage_greedily(stage, run_dir, kind, group)
@@ -521,7 +540,58 @@ def _one_line(e: BaseException | str) -> str:
     return line
 
 
-def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[StagedFile]:  # type: ignore[no-untyped-def]
+class _Audits:
+    """The contract audits of a run's kinds, each in a background thread as soon as its sample
+    is drawn (`staging._sample_for_audit`, before the kind's lake write), so that Great
+    Expectations' Python work overlaps DuckDB's, which releases the GIL. One worker: the audits
+    run one at a time, in kind order. `_audit` waits for the results before anything commits.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustramp-audit")
+        self._pending: dict[Kind, Any] = {}
+
+    def starter(self, kind: Kind) -> Callable[[Any], None]:
+        """What staging hands the kind's sample (or the error that kept it from being drawn)."""
+
+        def start(sample: Any) -> None:
+            if isinstance(sample, BaseException):
+                self._pending[kind] = sample
+            else:
+                self._pending[kind] = self._pool.submit(_audit_sample, kind, sample)
+
+        return start
+
+    def forget(self, kind: Kind) -> None:
+        """The kind's staging broke after its sample was drawn: audit its final parts instead."""
+        self._pending.pop(kind, None)
+
+    def started(self, kind: Kind) -> bool:
+        return kind in self._pending
+
+    def failed(self, kind: Kind) -> list[str]:
+        """The failed expectations of the kind's audit; raises what kept it from running."""
+        pending = self._pending.pop(kind)
+        if isinstance(pending, BaseException):
+            raise pending
+        failed: list[str] = pending.result()
+        return failed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _audit_sample(kind: Kind, sample: Any) -> list[str]:
+    from trustramp.ingest.expectations import audit
+
+    return audit_rows(schema_for(kind), sample, audit)
+
+
+def _audit(
+    con, staged: list[StagedFile], results: list[FileResult], audits: _Audits
+) -> list[StagedFile]:  # type: ignore[no-untyped-def]
     """Great Expectations audit of everything staged to land, once per kind (its overhead is per call).
 
     A failure means the row checks let something through: every staged file of that kind fails
@@ -536,7 +606,10 @@ def _audit(con, staged: list[StagedFile], results: list[FileResult]) -> list[Sta
         group = [s for s in staged if s.kind == kind]
         parts = [s.parts_dir for s in group if s.parts_dir is not None]
         try:
-            failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
+            if audits.started(kind):  # its sample, drawn while staging
+                failed = audits.failed(kind) if parts else []
+            else:
+                failed = audit_staged(con, schema_for(kind), parts, audit) if parts else []
         except (TrustrampError, MemoryError) as e:
             log.warning("the %s audit could not run (%s); auditing each file alone", kind, e)
             keep += _audit_alone(con, kind, group, audit, results)

@@ -194,7 +194,8 @@ def _csv_fast(path: Path, fields: list[pa.Field]) -> Iterator[pa.RecordBatch]:
                 continue
             newlines = np.zeros(n, dtype=np.int64)
             for col in batch.columns:
-                newlines += pc.fill_null(pc.count_substring(col, "\n"), 0).to_numpy()
+                if _may_hold_newline(col):
+                    newlines += pc.fill_null(pc.count_substring(col, "\n"), 0).to_numpy()
             starts = line + np.concatenate(([0], np.cumsum(1 + newlines)[:-1]))
             line = int(starts[-1] + 1 + newlines[-1])
             rows = np.arange(row + 1, row + n + 1, dtype=np.int64)
@@ -209,6 +210,16 @@ def _csv_fast(path: Path, fields: list[pa.Field]) -> Iterator[pa.RecordBatch]:
         if "straddl" in str(e):  # a row longer than a block
             raise NeedsExactReader(str(e)) from None
         raise InputFileError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+
+
+def _may_hold_newline(col: pa.Array) -> bool:
+    """False when no value of the string column `col` holds a line break: its data buffer (all
+    its values' bytes, one scan at memory speed) has none. Counting per value costs ~20x more,
+    and line breaks inside values are rare."""
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    return bool((np.frombuffer(data, dtype=np.uint8) == 10).any())
 
 
 def _arrow_reason(e: Exception) -> str:
