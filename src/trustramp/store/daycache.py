@@ -285,14 +285,8 @@ def _update_days(
             seed=key.seed,
             gate=gate,
         )
-        tables = {
-            day: {
-                n: t
-                for n, t in _read_day(base / day.isoformat()).items()
-                if gate or n not in GATE_FRAMES
-            }
-            for day in group
-        }
+        names = FRAMES if gate else DAY_FRAMES  # (gate frames outside the window: dropped)
+        tables = {day: _read_day(base / day.isoformat(), names) for day in group}
         for name in DELTA_FRAMES if gate else CELL_FRAMES:  # the days' frames merged at once
             parts = [tables[day][name] for day in group if name in tables[day]]
             cached = (
