@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trustramp.store.aggregates import (
@@ -294,19 +293,14 @@ def _update_days(
                 if parts
                 else delta.new[name].slice(0, 0)
             )
-            merged = merge_delta(name, cached, delta.new[name], delta.old[name]).combine_chunks()
-            for day in group:
-                tables[day][name] = _day_rows(merged, day)
+            merged = merge_delta(name, cached, delta.new[name], delta.old[name])
+            for day, rows in _by_day(merged, group).items():
+                tables[day][name] = rows
+        if gate:
+            for day, rows in _by_day(delta.new["sample"], group).items():
+                tables[day]["sample"] = merge_sample(tables[day]["sample"], rows)
         for day in group:
-            if gate:
-                tables[day]["sample"] = merge_sample(
-                    tables[day]["sample"], _day_rows(delta.new["sample"], day)
-                )
             _write_day(base / day.isoformat(), tables[day], gated=gate, sources=seen[day])
-
-
-def _day_rows(frame: pa.Table, day: dt.date) -> pa.Table:
-    return frame.filter(pc.equal(frame["day"], pa.scalar(day, pa.date32())))
 
 
 def stale_days(
@@ -345,12 +339,20 @@ def _split_days(aggs: Aggregates, days: list[dt.date]) -> dict[dt.date, dict[str
         frame = getattr(aggs, name)
         if name not in GATE_FRAMES:
             frame = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
-        table = frame.sort_by("day")
-        ends = table["day"].to_numpy().astype("datetime64[D]")
-        for day in days:
-            at = np.datetime64(day, "D")
-            lo, hi = np.searchsorted(ends, at, "left"), np.searchsorted(ends, at, "right")
-            out[day][name] = table.slice(lo, hi - lo)
+        for day, rows in _by_day(frame, days).items():
+            out[day][name] = rows
+    return out
+
+
+def _by_day(table: pa.Table, days: list[dt.date]) -> dict[dt.date, pa.Table]:
+    """Each day's rows of `table` (sorted by day, stably, and sliced: no copy per day)."""
+    table = table.sort_by("day")
+    ends = table["day"].to_numpy().astype("datetime64[D]")
+    out = {}
+    for day in days:
+        at = np.datetime64(day, "D")
+        lo, hi = np.searchsorted(ends, at, "left"), np.searchsorted(ends, at, "right")
+        out[day] = table.slice(lo, hi - lo)
     return out
 
 
