@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from trustramp.contract import DECIDED_BEFORE, PRED_FIRST, PRED_LAST
 from trustramp.errors import StoreError
-from trustramp.store.duck import memory_limit_bytes, sql, translated
+from trustramp.store.duck import memory_limit_bytes, quote_ident, sql, translated
 from trustramp.store.engine import DuckEngine, Engine, as_engine
 
 LATENCY_LOG_BINS = 672
@@ -116,9 +116,7 @@ class Aggregates:
 def empty_frame(name: str) -> pd.DataFrame:
     """A frame of `Aggregates` with its columns and no rows."""
     cols = {
-        "cells": ["model_version", "segment", "mode", "day", "ece_bin", "grid_bin", *CELL_MEASURES],
-        "customers": ["model_version", "customer_id", "segment", "shown", "day", *CELL_MEASURES],
-        "confusion": [*CELL_FRAMES["confusion"][0], *CELL_FRAMES["confusion"][1]],
+        **{n: [*keys, *measures] for n, (keys, measures) in CELL_FRAMES.items()},
         "latency": ["model_version", "segment", "mode", "day", "lat_bin", "n"],
         "confidence": ["model_version", "day", "bin", "n"],
     }[name]
@@ -203,6 +201,31 @@ def _gate_table(table: pa.Table, name: str) -> pa.Table:
 
 def _params(feature: str, start: dt.date, end: dt.date) -> dict[str, object]:
     return {"feature": feature, "start": start, "end": end}
+
+
+def _stage1_params(
+    feature: str,
+    start: dt.date,
+    end: dt.date,
+    days: list[dt.date] | None,
+    *,
+    bins: int,
+    grid_step: float,
+    seed: int,
+) -> dict[str, object]:
+    """The bound parameters of the stage-1 queries (each query takes those it uses: `_bound`)."""
+    return {
+        **_params(feature, start, end),
+        "days": days,
+        "bins": bins,
+        "grid_scale": round(grid_step * 1e6),
+        "n_grid": round(1 / grid_step),
+        "eps": LOG_LOSS_EPS,
+        "n_log": LATENCY_LOG_BINS,
+        "max_ms": LATENCY_MAX_MS,
+        "shift": sample_shift(seed),
+        "cap": SAMPLE_PER_DAY,
+    }
 
 
 def _all_days(start: dt.date, end: dt.date) -> set[dt.date]:
@@ -343,18 +366,7 @@ def compute_aggregates(
     skips those queries, and `gated` says which days have them.
     """
     engine = as_engine(con)
-    p = {
-        **_params(feature, start, end),
-        "days": days,
-        "bins": bins,
-        "grid_scale": round(grid_step * 1e6),
-        "n_grid": round(1 / grid_step),
-        "eps": LOG_LOSS_EPS,
-        "n_log": LATENCY_LOG_BINS,
-        "max_ms": LATENCY_MAX_MS,
-        "shift": sample_shift(seed),
-        "cap": SAMPLE_PER_DAY,
-    }
+    p = _stage1_params(feature, start, end, days, bins=bins, grid_step=grid_step, seed=seed)
     day_filter = _days_filter(start, end, days)
     lat_sql = _with_latest(sql("latency"), days=day_filter)
     conf_sql = _with_latest(sql("confidence_hist"), days=day_filter)
@@ -457,17 +469,9 @@ def decision_delta(
     (`daycache.refresh`)."""
     engine = as_engine(con)
     days = sorted(days)
-    p = {
-        **_params(feature, days[0], days[-1]),
-        "days": days,
-        "sources": sources,
-        "bins": bins,
-        "grid_scale": round(grid_step * 1e6),
-        "n_grid": round(1 / grid_step),
-        "eps": LOG_LOSS_EPS,
-        "shift": sample_shift(seed),
-        "cap": SAMPLE_PER_DAY,
-    }
+    p = _stage1_params(
+        feature, days[0], days[-1], days, bins=bins, grid_step=grid_step, seed=seed
+    ) | {"sources": sources}
     decided = "item_key IN (SELECT item_key FROM decided_items)"
     # The decided items, and the days' predictions of them, held once for both passes.
     items_sql = "SELECT DISTINCT item_key FROM decisions WHERE list_contains($sources, _source)"
@@ -511,9 +515,14 @@ DELTA_FRAMES: dict[str, tuple[list[str], list[str], str]] = {
         name: (keys, measures, "rows" if "rows" in measures else "n")
         for name, (keys, measures) in CELL_FRAMES.items()
     },
-    "grid": (["model_version", "customer_id", "day", "grid_bin"], ["labeled", "correct", "n"], "n"),
-    "mass": (["model_version", "day", "cell"], ["n", "correct", "conf_sum"], "n"),
-    "paired": (["day", "version_a", "version_b", "hit_a", "hit_b"], ["n"], "n"),
+    **{
+        name: ([c for c in GATE_SCHEMAS[name].names if c not in measures], measures, "n")
+        for name, measures in {
+            "grid": ["labeled", "correct", "n"],
+            "mass": ["n", "correct", "conf_sum"],
+            "paired": ["n"],
+        }.items()
+    },
 }
 """The frames a day's update adds by group: (keys, measures, the count that says a group exists).
 A group brought to zero is dropped, as a recomputation would not have it."""
@@ -525,9 +534,12 @@ def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.
     by an in-memory DuckDB: Arrow's group-by took seconds on string keys.)"""
     keys, measures, exists = DELTA_FRAMES[name]
     schema = frame.schema
-    q = [f'"{c}"' for c in schema.names]  # the frames' own column names, not data
-    sums = ", ".join(f'sum("{m}") AS "{m}"' for m in measures)
-    negated = ", ".join(f'-"{c}" AS "{c}"' if c in measures else f'"{c}"' for c in schema.names)
+    q = [quote_ident(c) for c in schema.names]  # the frames' own column names, not data
+    sums = ", ".join(f"sum({quote_ident(m)}) AS {quote_ident(m)}" for m in measures)
+    negated = ", ".join(
+        f"-{quote_ident(c)} AS {quote_ident(c)}" if c in measures else quote_ident(c)
+        for c in schema.names
+    )
     # One thread: the sums then add in the same order on every run (a day updated twice from
     # the same state gives the same bits, as a recomputation of a small day does).
     con = duckdb.connect(config={"threads": 1})
@@ -536,10 +548,10 @@ def merge_delta(name: str, frame: pa.Table, new: pa.Table, old: pa.Table) -> pa.
         con.register("new", new.select(schema.names).cast(schema))
         con.register("old", old.select(schema.names).cast(schema))
         summed = con.sql(f"""
-SELECT {", ".join(f'"{k}"' for k in keys)}, {sums}
+SELECT {", ".join(quote_ident(k) for k in keys)}, {sums}
 FROM (SELECT {", ".join(q)} FROM frame UNION ALL SELECT {", ".join(q)} FROM new
       UNION ALL SELECT {negated} FROM old)
-GROUP BY ALL HAVING sum("{exists}") > 0
+GROUP BY ALL HAVING sum({quote_ident(exists)}) > 0
 """).to_arrow_table()
     finally:
         con.close()
