@@ -46,12 +46,13 @@ def refresh_days_on_spark(
     engine: EngineSpec,
     wait_seconds: float,
 ) -> dict[str, list[dt.date]]:
-    """Every feature's stale days, recomputed in one Spark application: feature -> days (the
-    pipeline logs a line per feature, which the trustramp logger brings to the run's logs)."""
+    """Every feature's stale days, recomputed (or updated with late decisions) in one Spark
+    application: feature -> days (the pipeline logs a line per feature, which the trustramp
+    logger brings to the run's logs)."""
     done = pipeline.refresh_day_statistics(
         configs, home=home, as_of=as_of, engine=engine, wait_seconds=wait_seconds
     )
-    return {feature: list(r.recomputed) for feature, r in done.items()}
+    return {feature: sorted([*r.recomputed, *r.updated]) for feature, r in done.items()}
 
 
 @flow(name="nightly-spark")

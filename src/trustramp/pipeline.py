@@ -248,7 +248,8 @@ def refresh_day_statistics(
     """Recompute the stale days of every configured feature's evaluation window, all on one
     engine session (the nightly-spark run: one Spark application for every dirty day); the
     evaluations that follow find those days fresh in the day cache. Features without
-    predictions are left out. Returns each feature's `Refresh` (days recomputed and cached).
+    predictions are left out. Returns each feature's `Refresh` (days recomputed, updated and
+    cached).
     """
     from trustramp.evaluate.stage1 import any_stale_days, open_home, refresh_feature
     from trustramp.store.engine import EngineSpec

@@ -67,11 +67,11 @@ FROM ({predictions}) p
 WHERE {ITEM_KEY} IN (SELECT {ITEM_KEY} FROM read_parquet({listed}, union_by_name = true))
 GROUP BY ALL
 """)
+    home.tmp.mkdir(parents=True, exist_ok=True)
     try:
         for path in files:
             feature = _partition(path, FEATURE)
             tmp = home.tmp / f"migrate-{uuid.uuid4().hex[:12]}.parquet"
-            home.tmp.mkdir(parents=True, exist_ok=True)
             # The days of the decision's own feature (its partition); none for `_unmatched`,
             # which no prediction's feature can be (ingest.checks.FEATURE_NAME_PATTERN).
             con.execute(
