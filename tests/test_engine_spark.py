@@ -119,7 +119,8 @@ def test_some_days_restrict_the_decisions_alike(lake: dict, spark: SparkEngine) 
 
 
 def test_a_nights_decisions_update_the_days_alike(lake: dict, spark: SparkEngine) -> None:
-    """`decision_delta` (a night's late decisions as sums to add and take away) on both."""
+    """`decision_delta` (a night's late decisions as sums to add and take away) on both, for
+    days with the gate frames and days without."""
     from trustramp.store.aggregates import decision_delta
 
     spark.attach(Home.at(lake["home"]))
@@ -134,12 +135,14 @@ def test_a_nights_decisions_update_the_days_alike(lake: dict, spark: SparkEngine
             ).fetchall()
         ]
         days = [end - dt.timedelta(days=i) for i in range(0, 8)]
-        duck = decision_delta(con, lake["feature"], days, sources, gate=True)
+        duck = decision_delta(con, lake["feature"], days, sources, gate=days[:5])
     finally:
         con.close()
     assert sources
-    got = decision_delta(spark, lake["feature"], days, sources, gate=True)
+    got = decision_delta(spark, lake["feature"], days, sources, gate=days[:5])
     assert duck.new["cells"]["labeled"].to_numpy().sum() > 0 and len(duck.new["sample"])
+    assert set(duck.new["cells"]["day"].to_pylist()) - set(days[:5])  # plain days too
+    assert set(duck.new["grid"]["day"].to_pylist()) <= set(days[:5])
     for d, g in ((duck.new, got.new), (duck.old, got.old)):
         assert_same(SimpleNamespace(**d), SimpleNamespace(**g), names=tuple(d), some=False)  # type: ignore[arg-type]
 

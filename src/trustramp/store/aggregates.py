@@ -286,13 +286,15 @@ def _with_latest(
     days: str = "TRUE",
     few: bool = False,
     predictions: str = "predictions",
+    decisions: str = "decisions",
 ) -> str:
     """`query` with latest_decisions.sql spliced in (`__LATEST__`), restricted to `items` (a
-    condition on decisions.item_key), its `__DAYS__` filter, and its `__PREDICTIONS__`
-    relation. `few`: `items` keeps a small share of the decisions (a chunk's), which are then
-    held once instead of read twice."""
+    condition on decisions.item_key), its `__DAYS__` filter, and its `__PREDICTIONS__` and
+    `__DECISIONS__` relations. `few`: `items` keeps a small share of the decisions (a
+    chunk's), which are then held once instead of read twice."""
     hold = "MATERIALIZED" if few else "NOT MATERIALIZED"
     latest = sql("latest_decisions").replace("__ITEMS__", items).replace("__DEC__", hold)
+    latest = latest.replace("__DECISIONS__", decisions)
     query = query.replace("__LATEST__", latest).replace("__DAYS__", days)
     query = query.replace("__PREDICTIONS__", predictions)
     # Without the comments, so that `_bound` sees only the parameters the statement uses.
@@ -441,7 +443,7 @@ def _split_cells(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
 class Delta:
     """What some decisions files changed in some days' frames (`decision_delta`): the frames of
     the days' predictions of the items they decided, with every decision (`new`) and without
-    theirs (`old`); the gate frames only when asked for (no class-wise bins)."""
+    theirs (`old`); the gate frames of the days that asked for them (no class-wise bins)."""
 
     new: dict[str, pa.Table]
     old: dict[str, pa.Table]
@@ -456,9 +458,10 @@ def decision_delta(
     bins: int = 15,
     grid_step: float = 0.01,
     seed: int = 0,
-    gate: bool = False,
+    gate: Collection[dt.date] = (),
 ) -> Delta:
-    """What the decisions files `sources` changed in the frames of some prediction days.
+    """What the decisions files `sources` changed in the frames of some prediction days: the
+    cells frames of every day, the gate frames of the days in `gate` too.
 
     A day's frames computed before they landed, plus `new`, minus `old` (`merge_delta`), are its
     frames now: the cells frames, the customer grid, the confidence histogram and the paired
@@ -466,31 +469,47 @@ def decision_delta(
     decision only, and only the items these files decided changed it. The sample is merged by
     key instead (`merge_sample`). The class-wise bins are not sums of this kind (each day's
     classes come from all its labeled items): days that have them are recomputed instead
-    (`daycache.refresh`)."""
+    (`daycache.refresh`). The decided items, their decisions and the days' predictions of them
+    are read from the lake once, for both passes and both kinds of days."""
     engine = as_engine(con)
     days = sorted(days)
+    gated = [d for d in days if d in set(gate)]
+    plain = [d for d in days if d not in set(gate)]
     p = _stage1_params(
         feature, days[0], days[-1], days, bins=bins, grid_step=grid_step, seed=seed
     ) | {"sources": sources}
     decided = "item_key IN (SELECT item_key FROM decided_items)"
-    # The decided items, and the days' predictions of them, held once for both passes.
     items_sql = "SELECT DISTINCT item_key FROM decisions WHERE list_contains($sources, _source)"
+    decisions_sql = (
+        "SELECT feature, item_key, item_id, human_label, action, decided_at, decision_id, _source "
+        f"FROM decisions WHERE feature IN ($feature, '_unmatched') AND {decided}"
+    )
     preds_sql = (
         f"SELECT {', '.join(DELTA_PREDICTION_COLUMNS)} FROM predictions WHERE feature = $feature "
         f"AND date BETWEEN $start AND $end AND list_contains($days, date) AND {decided}"
     )
-    out = []
+    out: list[dict[str, pa.Table]] = []
     with (
         engine.translated(f"updating {feature}'s days with new decisions"),
         engine.held("decided_items", items_sql, _bound(items_sql, p)),
+        engine.held("decided_decisions", decisions_sql, _bound(decisions_sql, p)),
         engine.held("decided_predictions", preds_sql, _bound(preds_sql, p)),
     ):
-        for items in (decided, f"{decided} AND NOT list_contains($sources, _source)"):
-            restrict = ("decided_predictions", items)
-            frames = _chunk_frames(engine, p, days, 0, gate=gate, restrict=restrict)
-            split = _split_cells(frames.pop("cells"))  # type: ignore[arg-type]
-            arrow = {n: pa.Table.from_pandas(f, preserve_index=False) for n, f in split.items()}
-            out.append(arrow | (frames if gate else {}))
+        for mine in ("TRUE", "NOT list_contains($sources, _source)"):
+            restrict = ("decided_predictions", "decided_decisions", mine)
+            parts: dict[str, list[pa.Table]] = {}
+            for subset, g in ((gated, True), (plain, False)):
+                if not subset:
+                    continue
+                frames = _chunk_frames(engine, p, subset, 0, gate=g, restrict=restrict)
+                split = _split_cells(frames.pop("cells"))  # type: ignore[arg-type]
+                for name, f in split.items():
+                    parts.setdefault(name, []).append(pa.Table.from_pandas(f, preserve_index=False))
+                for name, f in frames.items() if g else ():
+                    parts.setdefault(name, []).append(f)  # type: ignore[arg-type]
+            out.append(
+                {n: pa.concat_tables(fs, promote_options="permissive") for n, fs in parts.items()}
+            )
     return Delta(out[0], out[1])
 
 
@@ -608,13 +627,13 @@ def _chunk_frames(
     *,
     gate: bool,
     index: tuple[bool, bool] = (False, False),
-    restrict: tuple[str, str] | None = None,
+    restrict: tuple[str, str, str] | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
     is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
     cells, the join streamed into them (the gate frames empty). `restrict`: a relation of some
-    predictions, and a condition on the decisions, that replace the chunk's own
-    (`decision_delta`: some items only; no class-wise bins then)."""
+    predictions, one of some decisions, and a condition on those decisions, that replace the
+    chunk's own (`decision_delta`: some items only; no class-wise bins then)."""
     p = dict(params)
     if days:
         p.update(start=days[0], end=days[-1], days=days)
@@ -625,12 +644,17 @@ def _chunk_frames(
     n_days = len(days) if days else (p["end"] - p["start"]).days + 1  # type: ignore[operator]
     few = 2 * n_days < lake_days
     items = _chunk_items(engine, p, index) if few or index[0] else "TRUE"
-    predictions = "predictions"
+    predictions, decisions = "predictions", "decisions"
     if restrict is not None:
-        predictions, items, few = restrict[0], restrict[1], True
+        (predictions, decisions, items), few = restrict, True
     probs = gate and restrict is None and _has_class_probabilities(engine, p, day_filter)
     joined = _with_latest(
-        sql("joined"), items=items, days=day_filter, few=few, predictions=predictions
+        sql("joined"),
+        items=items,
+        days=day_filter,
+        few=few,
+        predictions=predictions,
+        decisions=decisions,
     )
     joined = joined.replace(
         "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"

@@ -266,14 +266,16 @@ def _update_days(
     """Add what the pending decisions files changed to the cached frames of `days`: every frame
     of the `gated` days (gate-window days with gate frames), the cells frames of the others
     (their gate frames dropped). Days are grouped by their pending files (one group, but after
-    a crash), since a day's old frames are the lake without exactly its own, and by whether
-    they need the gate frames (the others' join streams into the cells, nothing held)."""
-    groups: dict[tuple[frozenset[str], bool], list[dt.date]] = {}
+    a crash), since a day's old frames are the lake without exactly its own; each group's
+    decided items are read once (`decision_delta`), the gated days' join held, the others'
+    streamed into the cells."""
+    groups: dict[frozenset[str], list[dt.date]] = {}
     for day in days:
-        groups.setdefault((frozenset(pending[day]), day in gated), []).append(day)
-    for (sources, gate), group in groups.items():
+        groups.setdefault(frozenset(pending[day]), []).append(day)
+    for sources, group in groups.items():
         if not sources:
             continue  # included already: only the marks are left to remove
+        gate = [day for day in group if day in gated]
         delta = decision_delta(
             con,
             feature,
@@ -284,23 +286,29 @@ def _update_days(
             seed=key.seed,
             gate=gate,
         )
-        names = FRAMES if gate else DAY_FRAMES  # (gate frames outside the window: dropped)
-        tables = {day: _read_day(base / day.isoformat(), names) for day in group}
-        for name in DELTA_FRAMES if gate else CELL_FRAMES:  # the days' frames merged at once
-            parts = [tables[day][name] for day in group if name in tables[day]]
+        # (gate frames outside the window: dropped)
+        tables = {
+            day: _read_day(base / day.isoformat(), FRAMES if day in gate else DAY_FRAMES)
+            for day in group
+        }
+        for name in DELTA_FRAMES:  # each frame of the days merged at once
+            some = group if name in CELL_FRAMES else gate
+            if not some:
+                continue
+            parts = [tables[day][name] for day in some if name in tables[day]]
             cached = (
                 pa.concat_tables(parts, promote_options="permissive")
                 if parts
                 else delta.new[name].slice(0, 0)
             )
             merged = merge_delta(name, cached, delta.new[name], delta.old[name])
-            for day, rows in _by_day(merged, group).items():
+            for day, rows in _by_day(merged, some).items():
                 tables[day][name] = rows
         if gate:
-            for day, rows in _by_day(delta.new["sample"], group).items():
+            for day, rows in _by_day(delta.new["sample"], gate).items():
                 tables[day]["sample"] = merge_sample(tables[day]["sample"], rows)
         for day in group:
-            _write_day(base / day.isoformat(), tables[day], gated=gate, sources=seen[day])
+            _write_day(base / day.isoformat(), tables[day], gated=day in gate, sources=seen[day])
 
 
 def stale_days(

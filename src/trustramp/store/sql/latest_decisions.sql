@@ -6,13 +6,14 @@
 -- hashes to collide: about 1e-25 at 10M items).
 -- Most items have one decision: they need no ordering at all, and the expensive struct-keyed
 -- arg_max runs only on the few items with several decisions (or a shared item_key).
+-- `__DECISIONS__` is `decisions`, or a relation of some of them (aggregates.decision_delta);
 -- `__ITEMS__` is replaced by a condition on item_key that keeps the items wanted (or by TRUE);
 -- `__DEC__` by MATERIALIZED when that condition keeps a small share of the decisions (a chunk's:
 -- read from the lake once instead of twice), else by NOT MATERIALIZED (streamed twice).
 -- Parameters: $feature.
 dec AS __DEC__ (
   SELECT item_key, item_id, human_label, action, decided_at, decision_id
-  FROM decisions
+  FROM __DECISIONS__
   WHERE feature IN ($feature, '_unmatched') AND __ITEMS__
 ),
 counted AS MATERIALIZED (  -- read twice below: computed once
