@@ -264,7 +264,13 @@ def _chunk_items(engine: Engine, params: dict[str, object], index: tuple[bool, b
     days, marked = index
     if not days:
         return _items_predicted("__DAYS__")
-    cond = f"{PRED_FIRST} IS NULL OR ({PRED_FIRST} <= $end AND {PRED_LAST} >= $start)"
+    # A decision without days (`_unmatched`: both NULL, never one alone) is kept by the
+    # coalesce; written as `first IS NULL OR (...)`, the OR kept DuckDB from skipping files by
+    # their statistics (every decisions file read: 0.12 s against 0.01 s for a day at 10M).
+    cond = (
+        f"coalesce({PRED_FIRST}, CAST('0001-01-01' AS DATE)) <= $end "
+        f"AND coalesce({PRED_LAST}, CAST('9999-12-31' AS DATE)) >= $start"
+    )
     if marked:
         # Predictions that landed after a decision of their item that does not cover their day
         # (rare: a late or backfilled prediction): those decisions are found by item.
