@@ -45,6 +45,7 @@ from trustramp.store.aggregates import (
     empty_gate,
     merge_delta,
     merge_sample,
+    merging,
 )
 from trustramp.store.engine import Engine
 from trustramp.store.lake import (
@@ -291,19 +292,20 @@ def _update_days(
             day: _read_day(base / day.isoformat(), FRAMES if day in gate else DAY_FRAMES)
             for day in group
         }
-        for name in DELTA_FRAMES:  # each frame of the days merged at once
-            some = group if name in CELL_FRAMES else gate
-            if not some:
-                continue
-            parts = [tables[day][name] for day in some if name in tables[day]]
-            cached = (
-                pa.concat_tables(parts, promote_options="permissive")
-                if parts
-                else delta.new[name].slice(0, 0)
-            )
-            merged = merge_delta(name, cached, delta.new[name], delta.old[name])
-            for day, rows in _by_day(merged, some).items():
-                tables[day][name] = rows
+        with merging() as summing:
+            for name in DELTA_FRAMES:  # each frame of the days merged at once
+                some = group if name in CELL_FRAMES else gate
+                if not some:
+                    continue
+                parts = [tables[day][name] for day in some if name in tables[day]]
+                cached = (
+                    pa.concat_tables(parts, promote_options="permissive")
+                    if parts
+                    else delta.new[name].slice(0, 0)
+                )
+                merged = merge_delta(name, cached, delta.new[name], delta.old[name], summing)
+                for day, rows in _by_day(merged, some).items():
+                    tables[day][name] = rows
         if gate:
             for day, rows in _by_day(delta.new["sample"], gate).items():
                 tables[day]["sample"] = merge_sample(tables[day]["sample"], rows)
