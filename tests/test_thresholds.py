@@ -1021,6 +1021,33 @@ def test_recommendations_with_clusters(data) -> None:
     }
 
 
+@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("by", ["segment", "customer_id"])
+def test_groups_staged_directly_equal_the_progression_of_their_recommendations(
+    data, stage: Stage, by: str
+) -> None:
+    """`recommend_by_group(stage=...)` plans each group once for the stage; it must give what
+    `apply_progression` gives on each group's unstaged recommendation (the reference path),
+    with overrides as floors and customers as clusters."""
+    grid, _ = data
+    by_customer = grid.groupby(["customer_id", "segment", "lo"], as_index=False)[
+        ["n", "correct"]
+    ].sum()
+    routing = Routing(
+        segment_overrides={"smb": Override(auto=0.97, confirm=0.85)},
+        customer_overrides={"c1": Override(auto=0.99)},
+    )
+    kw = {"by": by, "min_labels": 300, "clusters": by_customer if by == "segment" else None}
+    direct = recommend_by_group(grid, routing, stage=stage, **kw)
+    unstaged = recommend_by_group(grid, routing, **kw)
+    assert direct.omitted == unstaged.omitted and len(direct.by_group) >= 3
+    for g, rec in unstaged.by_group.items():
+        ref, got = apply_progression(rec, stage), direct.by_group[g]
+        assert got.stage is stage and got.notes == ref.notes
+        pd.testing.assert_frame_equal(got.to_frame(), ref.to_frame())
+        assert [b.reason for b in got.bands] == [b.reason for b in ref.bands]
+
+
 def test_recommend_on_an_empty_window_is_total() -> None:
     """Issue 15: evaluate's thresholds step on a window without predictions (the CLI refuses
     such a window earlier; the step itself must not divide by its zero days or items)."""

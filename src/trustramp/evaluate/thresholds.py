@@ -215,14 +215,9 @@ def recommend(
     else:
         stage = th.progression_stage(config.phase_started, win.as_of)
 
-    def staged_rec(r: object) -> object:
-        return (
-            r
-            if isinstance(stage, str) and stage.startswith("not")
-            else th.apply_progression(r, stage)
-        )
-
-    staged = staged_rec(certified)
+    unstaged = isinstance(stage, str) and stage.startswith("not")
+    staged = certified if unstaged else th.apply_progression(certified, stage)
+    # the groups come staged (each planned once for its stage, not planned and re-planned)
     segments = th.recommend_by_group(
         grid_frame(pop.cells, step, ["segment"]),
         config.routing,
@@ -231,6 +226,7 @@ def recommend(
         confidence_level=level,
         population=population,
         clusters=segment_clusters,
+        stage=None if unstaged else stage,  # type: ignore[arg-type]
     )
     customers = None
     if customer_grid is not None and len(customer_grid):
@@ -242,14 +238,8 @@ def recommend(
             min_labels=config.statistics.min_samples,
             confidence_level=level,
             population=population,
+            stage=None if unstaged else stage,  # type: ignore[arg-type]
         )
-        customers = dataclasses.replace(
-            customers,
-            by_group={g: staged_rec(r) for g, r in customers.by_group.items()},
-        )
-    segments = dataclasses.replace(
-        segments, by_group={g: staged_rec(r) for g, r in segments.by_group.items()}
-    )
     traffic = _between(aggs.cells, win.monitor_start, win.as_of)
     traffic = traffic[traffic["model_version"] == pop.version]  # one version: items not doubled
     by_day = grid_frame(traffic, step, ["day"])

@@ -3,7 +3,7 @@
 `recommend_by_group` collapses the grid by a column and plans every group separately at the
 full δ (a group below ``min_labels`` gets no band rather than borrowing the global thresholds),
 with its override in the config as its current thresholds: `GroupRecommendation`. Imports
-`grid` and `plan` (of this package).
+`grid`, `plan` and `progression` (of this package).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 from trustramp.decide.thresholds.grid import (
     BANDS,
     CUSTOMER,
+    Stage,
     _Cells,
     _collapse_by,
     _offered,
@@ -30,6 +31,7 @@ from trustramp.decide.thresholds.plan import (
     _plan,
     _population,
 )
+from trustramp.decide.thresholds.progression import _staged
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def recommend_by_group(
     confidence_level: float = 0.95,
     population: str | None = None,
     clusters: pd.DataFrame | None = None,
+    stage: Stage | str | None = None,
 ) -> GroupRecommendation:
     """Recommend thresholds separately for each value of ``by`` (segments or customers).
 
@@ -103,6 +106,9 @@ def recommend_by_group(
         The same labeled items by customer with a ``by`` column (a grid frame with
         ``customer_id`` and ``by``): each group is certified allowing for its customers as
         clusters. Ignored for ``by="customer_id"`` (one customer is one cluster).
+    stage : Stage or str, optional
+        A progression stage: each group's recommendation comes staged, as
+        ``apply_progression(rec, stage)`` of its unstaged one would (planned once, not twice).
 
     Returns
     -------
@@ -137,16 +143,19 @@ def recommend_by_group(
             )
             for b in BANDS
         }
-        out[str(value)] = _assemble(
-            one,
-            _plan(one, routing.targets, routing.delta, min_labels=min_labels),
-            delta=routing.delta,
-            current=current,
-            days=days,
-            level=confidence_level,
-            population=pop,
-            group=f"{by} = {value}",
-            stage=None,
-            min_labels=min_labels,
-        )
+        context = {
+            "delta": routing.delta,
+            "current": current,
+            "days": days,
+            "level": confidence_level,
+            "population": pop,
+            "group": f"{by} = {value}",
+            "min_labels": min_labels,
+        }
+        if stage is None:
+            plan = _plan(one, routing.targets, routing.delta, min_labels=min_labels)
+            out[str(value)] = _assemble(one, plan, stage=None, **context)  # type: ignore[arg-type]
+        else:
+            targets = {b: routing.targets.get(b) for b in BANDS}
+            out[str(value)] = _staged(one, targets, Stage(stage), **context)  # type: ignore[arg-type]
     return GroupRecommendation(by=by, by_group=out, omitted=omitted, min_labels=int(min_labels))

@@ -10,9 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from trustramp.decide.thresholds.grid import BANDS, Stage
 from trustramp.decide.thresholds.plan import ThresholdRecommendation, _assemble, _plan
+
+if TYPE_CHECKING:
+    from trustramp.decide.thresholds.certify import Certified
+    from trustramp.decide.thresholds.grid import _Cells
 
 # --------------------------------------------------------------------------------------------
 # Progression
@@ -95,7 +100,42 @@ def apply_progression(
     stage = Stage(stage)
     if rec.stage is not None:
         raise ValueError(f"rec already has stage {rec.stage.value!r}; pass an unstaged one")
-    current = {b: rec.band(b).current_threshold for b in BANDS}
+    # rec's own cells: a band walked with the same target, δ and upper edge as in rec is not
+    # walked again.
+    return _staged(
+        rec._cells,
+        {b: rec.band(b).target for b in BANDS},
+        stage,
+        current={b: rec.band(b).current_threshold for b in BANDS},
+        floors=floors,
+        reuse={b: rec.band(b).certified for b in BANDS},
+        delta=rec.delta,
+        days=rec.days,
+        level=rec.confidence_level,
+        population=rec.population,
+        group=rec.group,
+        min_labels=rec.min_labels,
+    )
+
+
+def _staged(
+    cells: _Cells,
+    targets: Mapping[str, float | None],
+    stage: Stage,
+    *,
+    current: Mapping[str, float | None],
+    floors: Mapping[str, float | None] | None = None,
+    reuse: Mapping[str, Certified | None] | None = None,
+    delta: float,
+    days: int | None,
+    level: float,
+    population: str,
+    group: str | None,
+    min_labels: int,
+) -> ThresholdRecommendation:
+    """The recommendation of a stage planned from the cells (`apply_progression`'s work, also
+    `recommend_by_group`'s with a ``stage``: one plan per group instead of an unstaged one
+    planned, assembled and planned again)."""
     closed: dict[str, str] = {}
     use_floors: dict[str, float | None] = {}
     why = ""
@@ -113,30 +153,27 @@ def apply_progression(
                 )
             use_floors.update(floors)
         why = "weeks 3–4 of the phase: moderate, "
-    # rec's own cells: a band walked with the same target, δ and upper edge as in rec is not
-    # walked again.
-    cells = rec._cells
     plan = _plan(
         cells,
-        {b: rec.band(b).target for b in BANDS},
-        rec.delta,
-        min_labels=rec.min_labels,
+        targets,
+        delta,
+        min_labels=min_labels,
         closed=closed,
         floors=use_floors,
         floor_why=why,
-        reuse={b: rec.band(b).certified for b in BANDS},
+        reuse=reuse,
     )
-    if closed and int(cells.n.sum()) >= rec.min_labels:
+    if closed and int(cells.n.sum()) >= min_labels:
         plan = dataclasses.replace(plan, notes=(*plan.notes, closed["auto"]))
     return _assemble(
         cells,
         plan,
-        delta=rec.delta,
+        delta=delta,
         current=current,
-        days=rec.days,
-        level=rec.confidence_level,
-        population=rec.population,
-        group=rec.group,
+        days=days,
+        level=level,
+        population=population,
+        group=group,
         stage=stage,
-        min_labels=rec.min_labels,
+        min_labels=min_labels,
     )
