@@ -8,7 +8,7 @@ files, read as the view `_checked`, each row tagged with its file's position in 
 Deduplication, the decisions' feature lookup (one scan of the predictions per run), the dirty
 days, the quarantine and the contract audit's sample then run once per kind, not once per file.
 Everything is written under `HOME/tmp/run-<id>/`, one folder of lake parts per file, and
-`lake.commit_source` moves each file into place with its own commit record, in run order.
+`lake.commit_sources` moves the files into place, each with its own commit record, in run order.
 The raw files are never loaded whole, and DuckDB's memory limit bounds every step.
 
 A file that cannot be read, or breaks while being read, fails alone: its rows are left out of
