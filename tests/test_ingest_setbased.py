@@ -156,3 +156,28 @@ def test_an_audit_that_cannot_run_fails_only_the_file_it_cannot_audit(
         by_name["b.csv"].error
     )
     assert len(visible(tmp_path / "home")["predictions"]) == 10
+
+
+def test_side_by_side_lake_writes_see_the_staging_tables_and_time_zone(tmp_path: Path) -> None:
+    """The single-partition lake writes run on other connections of the staging database
+    (`staging._copy_plain`): they read its tables and compute dates in its time zone (UTC, as
+    `duck.connect` sets it), not in the machine's."""
+    import datetime as dt
+
+    from trustramp.ingest import staging
+    from trustramp.store.duck import connect
+
+    con = connect(threads=4)
+    con.execute("SET TimeZone = 'Pacific/Kiritimati'")  # UTC+14: noon UTC is the next day there
+    con.execute(
+        "CREATE TABLE t AS SELECT CAST(i AS INTEGER) AS _file, "
+        "TIMESTAMPTZ '2026-01-01 12:00:00+00' AS ts FROM range(6) r(i)"
+    )
+    relation = "SELECT _file, CAST(ts AS DATE) AS d FROM t"
+    copies = [
+        (relation, i, tmp_path / f"{i}" / "data_0.parquet", "FORMAT parquet") for i in range(6)
+    ]
+    staging._copy_plain(con, copies)
+    for i in range(6):
+        assert pq.read_table(copies[i][2]).to_pylist() == [{"d": dt.date(2026, 1, 2)}]
+    con.close()

@@ -47,7 +47,7 @@ from trustramp.ingest.staging import (
     stage_kind,
 )
 from trustramp.store.duck import connect
-from trustramp.store.lake import Home, commit_source, rebuild_catalog, sweep
+from trustramp.store.lake import Home, StagedSource, commit_sources, rebuild_catalog, sweep
 from trustramp.store.lock import LOCK_NAME, writer_lock
 from trustramp.store.migrate import migrate
 
@@ -297,19 +297,26 @@ def ingest_paths(
                     _crash()
             if audits is not None:
                 staged = _audit(con, staged, results, audits)
-            for n, s in enumerate(staged):
+            commits = []
+            for s in staged:
                 assert s.log_file is not None
-                commit_source(
-                    h,
-                    s.src,
-                    s.kind,
-                    s.parts_dir,
-                    s.quarantine_file,
-                    s.log_file,
-                    dirty=s.dirty,
-                    crash_hook=_crash if crash_after == "parts" and n == 0 else None,
+                commits.append(
+                    StagedSource(
+                        s.src,
+                        s.kind,
+                        s.parts_dir,
+                        s.quarantine_file,
+                        s.log_file,
+                        frozenset(s.dirty),
+                    )
                 )
-                results.append(_result(s))
+            by_src = {s.src: s for s in staged}
+            commit_sources(
+                h,
+                commits,
+                crash_hook=_crash if crash_after == "parts" and commits else None,
+                on_commit=lambda c: results.append(_result(by_src[c.src])),
+            )
         finally:
             if audits is not None:
                 audits.close()

@@ -3,12 +3,15 @@ and quarantine, per file.
 
 Set-based: the files' rows are checked by a few queries per kind (DuckDB's Parquet reader for
 plain Parquet files, one Arrow stream per format otherwise; a file on its own only when it must
-be), into a DuckDB temp table when they fit in half of DuckDB's memory limit, else into Parquet
-files, read as the view `_checked`, each row tagged with its file's position in the run.
+be), into a DuckDB table when they fit in half of DuckDB's memory limit, else into Parquet
+files, read as the view `_checked`, each row tagged with its file's position in the run. The
+scratch tables the lake writes read are the connection's database's, not temp tables, so that
+the writes can run on several connections at once (`_copy_plain`): staging needs a connection
+of its own (an in-memory database, as `duck.connect` makes by default).
 Deduplication, the decisions' feature lookup (one scan of the predictions per run), the dirty
 days, the quarantine and the contract audit's sample then run once per kind, not once per file.
 Everything is written under `HOME/tmp/run-<id>/`, one folder of lake parts per file, and
-`lake.commit_source` moves each file into place with its own commit record, in run order.
+`lake.commit_sources` moves the files into place, each with its own commit record, in run order.
 The raw files are never loaded whole, and DuckDB's memory limit bounds every step.
 
 A file that cannot be read, or breaks while being read, fails alone: its rows are left out of
@@ -25,6 +28,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,7 +261,7 @@ class _Checked:
     """The checked rows of one kind, as the view `_checked`, each row tagged with its file's
     position in the run; every check query is one output (`_out`).
 
-    In a DuckDB temp table when they fit in about half of DuckDB's memory limit (the later steps
+    In a DuckDB table when they fit in about half of DuckDB's memory limit (the later steps
     then scan them without decoding Parquet); otherwise in Parquet files under `folder`, one per
     query, so that the set-based steps keep their memory for themselves however many rows there
     are. (A temp table would spill to disk unpacked, and the lake write, one filtered scan per
@@ -288,7 +292,7 @@ class _Checked:
                 if self._table:
                     con.execute(f"INSERT INTO {self.TABLE} BY NAME {select}")
                 else:
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE {self.TABLE} AS {select}")
+                    con.execute(f"CREATE OR REPLACE TABLE {self.TABLE} AS {select}")
                     self._table = True
             except duckdb.OutOfMemoryException:
                 raise _TooWide from None
@@ -328,8 +332,7 @@ class _Checked:
             self.excluded.clear()
             if _table_bytes(con) <= memory_limit_bytes(con) // 2:
                 con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW _checked AS SELECT * EXCLUDE (_out) "
-                    f"FROM {self.TABLE}"
+                    f"CREATE OR REPLACE VIEW _checked AS SELECT * EXCLUDE (_out) FROM {self.TABLE}"
                 )
                 return True
             raise _TooWide
@@ -338,7 +341,7 @@ class _Checked:
         if self.excluded:
             pairs = sorted(self.excluded)
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _excluded AS SELECT unnest(?::INTEGER[]) AS _out, "
+                f"CREATE OR REPLACE TABLE _excluded AS SELECT unnest(?::INTEGER[]) AS _out, "
                 f"unnest(?::INTEGER[]) AS {FILE}",
                 [[o for o, _ in pairs], [f for _, f in pairs]],
             )
@@ -347,7 +350,7 @@ class _Checked:
                 f"WHERE e._out = c._out AND e.{FILE} = c.{FILE})"
             )
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW _checked AS SELECT * EXCLUDE (_out) "
+            f"CREATE OR REPLACE VIEW _checked AS SELECT * EXCLUDE (_out) "
             f"FROM read_parquet([{files}], union_by_name = true) c{where}"
         )
         return True
@@ -559,7 +562,7 @@ def _fates(con: duckdb.DuckDBPyConnection, lake: str, schema: Schema) -> None:
     # The CTEs read twice are NOT MATERIALIZED: DuckDB would hold them whole, and cannot, for
     # the 50M rows of one big file under a small memory limit; computed twice, they stream.
     con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _not_new AS
+CREATE OR REPLACE TABLE _not_new AS
 WITH valid AS NOT MATERIALIZED
   (SELECT {idc} AS id, {_ORDER} AS ord FROM _checked WHERE _reason IS NULL),
 lake AS NOT MATERIALIZED (SELECT l.{idc} AS id, coalesce(l.{ROW_HASH}, {row_hash_sql(schema, "l")}) AS lake_hash
@@ -615,7 +618,7 @@ GROUP BY ALL
     # The item's feature is that of its latest prediction; its days, that feature's first and
     # last prediction day (contract.PRED_FIRST).
     con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _item_feature AS
+CREATE OR REPLACE TABLE _item_feature AS
 WITH chosen AS (
   SELECT {ITEM_KEY}, arg_max({FEATURE}, last_at) AS {FEATURE} FROM _item_days GROUP BY {ITEM_KEY}
 )
@@ -635,7 +638,7 @@ def _decided_before(con: duckdb.DuckDBPyConnection, home: Home, schema: Schema) 
     decisions = relations(home)[Kind.DECISIONS.value]
     time_col = quote_ident(schema.time_column)
     con.execute(f"""
-CREATE OR REPLACE TEMP TABLE _late AS
+CREATE OR REPLACE TABLE _late AS
 WITH staged AS (
   SELECT DISTINCT {ITEM_KEY}, {quote_ident(FEATURE)} AS {FEATURE},
          CAST({time_col} AS DATE) AS {DATE}
@@ -727,11 +730,13 @@ def _write_parts(
     writer keeps too many partitions open at once for its memory. A file whose rows all land in
     one (feature, date) partition, the usual daily file, is written by a plain COPY into that
     partition's folder, in row groups as large as the partitioned write's: the partitioned
-    writer costs ~70 % more CPU for the same rows.
+    writer costs ~70 % more CPU for the same rows. The plain writes run side by side
+    (`_copy_plain`).
     """
     default = con.execute("SELECT current_setting('partitioned_write_flush_threshold')")
     flush = int(default.fetchall()[0][0])
     layouts = _layouts(con, schema, landing)
+    plain: list[tuple[int, Path]] = []
     for i, s in staged.items():
         if s.rows_new:
             s.parts_dir = out / f"{FILE}={i}"
@@ -739,10 +744,7 @@ def _write_parts(
             wide = _wide_flush_rows(text, flush)
             if wide is None and one is not None:
                 dest = s.parts_dir / f"{FEATURE}={one[0]}" / f"{DATE}={one[1].isoformat()}"
-                rows = min(2 * flush, PLAIN_ROW_GROUP_ROWS)
-                options = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {rows}"
-                relation = f"SELECT * EXCLUDE ({FEATURE}, {DATE}) FROM ({landing})"
-                _copy_file_rows(con, relation, i, dest / "data_0.parquet", options)
+                plain.append((i, dest / "data_0.parquet"))
                 continue
             if wide is not None:
                 con.execute(f"SET partitioned_write_flush_threshold = {wide}")
@@ -757,8 +759,46 @@ def _write_parts(
             finally:
                 if wide is not None:
                     con.execute(f"SET partitioned_write_flush_threshold = {flush}")
+    rows = min(2 * flush, PLAIN_ROW_GROUP_ROWS)
+    options = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {rows}"
+    relation = f"SELECT * EXCLUDE ({FEATURE}, {DATE}) FROM ({landing})"
+    _copy_plain(con, [(relation, i, dest, options) for i, dest in plain])
 
 
+def _copy_plain(
+    con: duckdb.DuckDBPyConnection, copies: Sequence[tuple[str, int, Path, str]]
+) -> None:
+    """The plain lake writes (`_copy_file_rows` arguments), on as many connections to the
+    database as DuckDB has threads (at most `PLAIN_WRITERS`): one file's write, a row group or a
+    few, runs on one thread, so one write after another would leave the other cores idle. The
+    staging tables the writes read are the database's (not a connection's temp tables), so that
+    every connection sees them."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    writers = max(1, min(threads, PLAIN_WRITERS, len(copies)))
+    if writers == 1:
+        for copy in copies:
+            _copy_file_rows(con, *copy)
+        return
+    zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
+    cursors = [con.cursor() for _ in range(writers)]
+    try:
+        for c in cursors:
+            c.execute("SET TimeZone = ?", [zone])  # the landing rows' dates are in UTC
+
+        def write(k: int) -> None:
+            for copy in copies[k::writers]:
+                _copy_file_rows(cursors[k], *copy)
+
+        with ThreadPoolExecutor(writers, thread_name_prefix="trustramp-write") as pool:
+            for done in [pool.submit(write, k) for k in range(writers)]:
+                done.result()
+    finally:
+        for c in cursors:
+            c.close()
+
+
+PLAIN_WRITERS = 4
+"""Most lake writes at a time (`_copy_plain`)."""
 PLAIN_ROW_GROUP_ROWS = 122_880
 """Largest row group of a file's plain (single-partition) lake write: DuckDB's default."""
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")

@@ -6,7 +6,9 @@ Commit protocol for one input file (content hash `src`):
    `HOME/state/quarantine/<src>.parquet`;
 3. the commit record `HOME/state/ingest_log/<src>.parquet` is renamed into place last.
 Rows are visible through the catalog only when their `_source` has a commit record, so a crash at any
-point leaves nothing visible; the rerun deletes the leftovers of the uncommitted `src` and redoes it.
+point leaves nothing of an uncommitted `src` visible; the rerun deletes its leftovers and redoes it.
+A run commits its files together (`commit_sources`): step 2 for all of them, their folders synced
+once, then step 3 for each in run order.
 """
 
 from __future__ import annotations
@@ -184,6 +186,18 @@ def mark_dirty(home: Home, src: str, days: Iterable[tuple[str, dt.date]]) -> int
     return n
 
 
+@dataclass(frozen=True)
+class StagedSource:
+    """One input file's staged output, ready to commit (see `commit_sources`)."""
+
+    src: str
+    kind: Kind
+    parts: Path | None
+    quarantine: Path | None
+    log: Path
+    dirty: frozenset[tuple[str, dt.date]] = frozenset()
+
+
 def commit_source(
     home: Home,
     src: str,
@@ -196,24 +210,51 @@ def commit_source(
     crash_hook: Callable[[], None] | None = None,
 ) -> None:
     """Move a source's staged files into place; the commit record goes last."""
+    staged = StagedSource(src, kind, staged_parts, staged_quarantine, staged_log, frozenset(dirty))
+    commit_sources(home, [staged], crash_hook=crash_hook)
+
+
+def commit_sources(
+    home: Home,
+    sources: Sequence[StagedSource],
+    *,
+    crash_hook: Callable[[], None] | None = None,
+    on_commit: Callable[[StagedSource], None] | None = None,
+) -> None:
+    """Commit the staged files of several sources, in order; each one's record goes last.
+
+    Every source's lake parts and quarantine file are moved into place and their folders
+    synced first, once per folder for all the sources (an fsync per folder and source cost
+    0.3-0.6 s for a run of 62 daily files); then the commit records are renamed in, in order,
+    and their folder synced once. A source stays invisible until its record is in place, and
+    its record is renamed only after its parts are durable, so a crash at any point leaves
+    whole files visible, never part of one: the rerun sweeps the others' parts and redoes them.
+    `on_commit` is called after each record's rename.
+    """
     touched: set[Path] = set()
-    if staged_parts is not None and staged_parts.exists():
-        for i, part in enumerate(sorted(staged_parts.glob("*/*/*.parquet"))):
-            rel = part.parent.relative_to(staged_parts)
-            dest_dir = home.kind_dir(kind) / rel
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(part, dest_dir / f"part-{src}-{i}.parquet")
-            touched.add(dest_dir)
-    if staged_quarantine is not None and staged_quarantine.exists():
-        os.replace(staged_quarantine, home.quarantine / f"{src}.parquet")
-        touched.add(home.quarantine)
-    for d in touched:
+    for s in sources:
+        if s.parts is not None and s.parts.exists():
+            for i, part in enumerate(sorted(s.parts.glob("*/*/*.parquet"))):
+                rel = part.parent.relative_to(s.parts)
+                dest_dir = home.kind_dir(s.kind) / rel
+                if dest_dir not in touched:
+                    dest_dir.mkdir(parents=True, exist_ok=True)
+                os.replace(part, dest_dir / f"part-{s.src}-{i}.parquet")
+                touched.add(dest_dir)
+        if s.quarantine is not None and s.quarantine.exists():
+            os.replace(s.quarantine, home.quarantine / f"{s.src}.parquet")
+            touched.add(home.quarantine)
+        mark_dirty(home, s.src, s.dirty)  # before the record: a committed file's days are marked
+    for d in sorted(touched):
         fsync_dir(d)
-    mark_dirty(home, src, dirty)  # before the commit record: a committed file's days are marked
-    if crash_hook is not None:  # tests: die between moving the data and writing the commit record
+    if crash_hook is not None:  # tests: die between moving the data and writing the records
         crash_hook()
-    os.replace(staged_log, home.ingest_log / f"{src}.parquet")
-    fsync_dir(home.ingest_log)
+    for s in sources:
+        os.replace(s.log, home.ingest_log / f"{s.src}.parquet")
+        if on_commit is not None:
+            on_commit(s)
+    if sources:
+        fsync_dir(home.ingest_log)
 
 
 def _path_text(path: Path, base: Path | None) -> str:
@@ -581,9 +622,11 @@ __all__ = [
     "ITEM_KEY",
     "Home",
     "Snapshot",
+    "StagedSource",
     "attach_views",
     "comment_views",
     "commit_source",
+    "commit_sources",
     "open_catalog",
     "reader",
     "rebuild_catalog",
