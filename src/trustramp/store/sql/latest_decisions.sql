@@ -7,6 +7,8 @@
 -- Most items have one decision: they need no ordering at all, and the expensive struct-keyed
 -- arg_max runs only on the few items with several decisions (or a shared item_key).
 -- `__ITEMS__` is replaced by a condition on item_key that keeps the items wanted (or by TRUE);
+-- given disjoint conditions, `dec` reads the decisions once per condition, a UNION ALL of
+-- this SELECT (`aggregates._with_latest`: the lake's statistics then skip files per part);
 -- `__DEC__` by MATERIALIZED when that condition keeps a small share of the decisions (a chunk's:
 -- read from the lake once instead of twice), else by NOT MATERIALIZED (streamed twice).
 -- Parameters: $feature.
