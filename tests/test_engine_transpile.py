@@ -42,11 +42,14 @@ def expansions(name: str) -> list[str]:
     probs = ["class_probabilities", "CAST(NULL AS VARCHAR)"]
     return sorted(
         {
-            agg._with_latest(sql(name), items=i, days=d, few=few).replace("__CLASSPROB__", c)
+            agg._with_latest(sql(name), items=i, days=d, few=few, held=h).replace(
+                "__CLASSPROB__", c
+            )
             for d in days
             for i in items
             for few in (False, True)
             for c in probs
+            for h in (None, "chunk_latest")
         }
     )
 
@@ -57,6 +60,8 @@ ALL = [(name, q) for name in SQL_NAMES for q in expansions(name)]
 def test_every_query_file_is_covered() -> None:
     assert {
         "joined",
+        "chunk_latest",
+        "shadow",
         "cells",
         "grid",
         "paired_days",

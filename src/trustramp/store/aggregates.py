@@ -297,15 +297,19 @@ def _with_latest(
     days: str = "TRUE",
     few: bool = False,
     predictions: str = "predictions",
+    held: str | None = None,
 ) -> str:
     """`query` with latest_decisions.sql spliced in (`__LATEST__`), restricted to `items` (a
     condition on decisions.item_key, or disjoint conditions whose decisions are read apart and
     put together: `_chunk_items`), its `__DAYS__` filter, and its `__PREDICTIONS__` relation.
     `few`: `items` keeps a small share of the decisions (a chunk's), which are then held once
-    instead of read twice."""
+    instead of read twice. `held`: a relation the engine holds with the latest decisions
+    (chunk_latest.sql), read instead."""
     hold = "MATERIALIZED" if few else "NOT MATERIALIZED"
     latest = sql("latest_decisions").replace("__DEC__", hold)
-    if isinstance(items, str):
+    if held is not None:
+        latest = f"latest AS (SELECT * FROM {held})"
+    elif isinstance(items, str):
         latest = latest.replace("__ITEMS__", items)
     else:
         head, rest = latest.split("  SELECT item_key, item_id", 1)
@@ -631,8 +635,9 @@ def _chunk_frames(
     restrict: tuple[str, str] | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every per-day frame of some prediction days (all of [start, end] in `params` when `days`
-    is empty): joined.sql held once, then each frame's query over it; without `gate`, only the
-    cells, the join streamed into them (the gate frames empty). `restrict`: a relation of some
+    is empty): the join of the predictions to their latest decisions (joined.sql) streamed into
+    cells.sql and, with `gate`, its unshown rows held for the gate frames' queries (without
+    `gate` they are empty). `restrict`: a relation of some
     predictions, and a condition on the decisions, that replace the chunk's own
     (`decision_delta`: some items only; no class-wise bins then)."""
     p = dict(params)
@@ -649,33 +654,45 @@ def _chunk_frames(
     if restrict is not None:
         predictions, items, few = restrict[0], restrict[1], True
     probs = gate and restrict is None and _has_class_probabilities(engine, p, day_filter)
-    joined = _with_latest(
-        sql("joined"), items=items, days=day_filter, few=few, predictions=predictions
-    )
-    joined = joined.replace(
-        "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
-    )
-    if not gate:  # cells only: the join streams into the grouping sets, nothing is held
-        cells = _with_latest(sql("cells")).replace(
-            "WITH flags AS (", f"WITH joined AS (\n{joined}\n),\nflags AS (", 1
+
+    def joined(held: str | None = None) -> str:
+        text = _with_latest(
+            sql("joined"), items=items, days=day_filter, few=few, predictions=predictions, held=held
         )
-        out: dict[str, pd.DataFrame | pa.Table] = {"cells": engine.query(cells, _bound(cells, p))}
+        return text.replace(
+            "__CLASSPROB__", "class_probabilities" if probs else "CAST(NULL AS VARCHAR)"
+        )
+
+    def cells(join: str) -> pd.DataFrame:  # the join streams into the grouping sets
+        query = _with_latest(sql("cells")).replace(
+            "WITH flags AS (", f"WITH joined AS (\n{join}\n),\nflags AS (", 1
+        )
+        return engine.query(query, _bound(query, p))
+
+    if not gate:  # cells only: nothing is held
+        out: dict[str, pd.DataFrame | pa.Table] = {"cells": cells(joined())}
         return out | {name: empty_gate(name) for name in JOINED_FRAMES if name != "cells"}
-    out = {}
-    with engine.held("joined", joined, _bound(joined, p)):
-        for name, query_name in JOINED_FRAMES.items():
-            query = _with_latest(sql(query_name))
-            if name == "cells":
-                out[name] = engine.query(query, _bound(query, p))
-            elif name == "classwise" and not probs:
-                out[name] = empty_gate("classwise")
-            elif name == "paired":
-                versions = sorted(set(out["cells"]["model_version"].dropna()))
-                out[name] = _paired_pairs(engine, query, {**p, "versions": versions}, versions)
-            elif name == "sample":
-                out[name] = _sample(engine, query, p)
-            else:
-                out[name] = _gate_table(engine.arrow(query, _bound(query, p)), name)
+    # The gate frames read the unshown rows of the join, held (shadow.sql); the cells are
+    # streamed from a join of their own. Both join the chunk's latest decisions, held once: a
+    # second join costs less than holding every row of one (measured at 10M predictions).
+    latest = _with_latest(sql("chunk_latest"), items=items, days=day_filter, few=few)
+    with engine.held("chunk_latest", latest, _bound(latest, p)):
+        out = {"cells": cells(joined("chunk_latest"))}
+        shadow = f"WITH joined AS (\n{joined('chunk_latest')}\n)\n{_with_latest(sql('shadow'))}"
+        with engine.held("joined", shadow, _bound(shadow, p)):
+            for name, query_name in JOINED_FRAMES.items():
+                query = _with_latest(sql(query_name))
+                if name == "cells":
+                    pass
+                elif name == "classwise" and not probs:
+                    out[name] = empty_gate("classwise")
+                elif name == "paired":
+                    versions = sorted(set(out["cells"]["model_version"].dropna()))
+                    out[name] = _paired_pairs(engine, query, {**p, "versions": versions}, versions)
+                elif name == "sample":
+                    out[name] = _sample(engine, query, p)
+                else:
+                    out[name] = _gate_table(engine.arrow(query, _bound(query, p)), name)
     return out
 
 
