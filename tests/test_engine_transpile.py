@@ -31,15 +31,25 @@ not have it. Give it a rewrite in store/transpile.py, or, where Spark has it und
 def expansions(name: str) -> list[str]:
     """The query texts `aggregates` runs from one file: each way its placeholders get filled."""
     days = ["TRUE", "list_contains($days, date)"]
-    items = ["TRUE", agg._items_predicted("__DAYS__")]
+    items: list[str | tuple[str, ...]] = ["TRUE", agg._items_predicted("__DAYS__")]
+    meet = "_pred_first <= $end AND _pred_last >= $start"
+    late = (  # the parts `_chunk_items` gives a chunk of a lake with late predictions
+        f"_pred_first IS NOT NULL AND NOT coalesce({meet}, FALSE) AND item_key IN (SELECT "
+        "item_key FROM predictions WHERE feature = $feature AND date BETWEEN $start AND $end "
+        "AND _decided_before AND __DAYS__)"
+    )
+    items.append((meet, "_pred_first IS NULL", late))
     probs = ["class_probabilities", "CAST(NULL AS VARCHAR)"]
     return sorted(
         {
-            agg._with_latest(sql(name), items=i, days=d, few=few).replace("__CLASSPROB__", c)
+            agg._with_latest(sql(name), items=i, days=d, few=few, held=h).replace(
+                "__CLASSPROB__", c
+            )
             for d in days
             for i in items
             for few in (False, True)
             for c in probs
+            for h in (None, "chunk_latest")
         }
     )
 
@@ -50,6 +60,8 @@ ALL = [(name, q) for name in SQL_NAMES for q in expansions(name)]
 def test_every_query_file_is_covered() -> None:
     assert {
         "joined",
+        "chunk_latest",
+        "shadow",
         "cells",
         "grid",
         "paired_days",

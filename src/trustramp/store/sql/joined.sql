@@ -1,7 +1,9 @@
--- The one row-level relation of stage 1: one feature's predictions of some days, each joined to
--- its item's latest decision. The engine holds it (a temporary table on DuckDB, a cached view on
--- Spark) while every per-day statistic (cells.sql, grid.sql, paired_days.sql, mass.sql,
--- classwise_days.sql, sample_days.sql) is read from it: the lake is scanned and joined once.
+-- The row-level relation of stage 1: one feature's predictions of some days, each joined to its
+-- item's latest decision. Streamed into cells.sql; where a chunk needs the gate frames, its
+-- unshown, successful rows are held (shadow.sql: a temporary table on DuckDB, a cached view on
+-- Spark) while grid.sql, paired_days.sql, mass.sql, classwise_days.sql and sample_days.sql read
+-- them. In stage 1, `latest` is the chunk's latest decisions, held once for the chunk's joins
+-- (chunk_latest.sql; `aggregates._chunk_frames`).
 -- Grain: one row per prediction. `id_hash` is the latest decision's hash(item_id) (NULL when the
 -- item has none); `class_probabilities` is kept only for unshown rows, and only when the days have
 -- any (`__CLASSPROB__`: the column, or a NULL).

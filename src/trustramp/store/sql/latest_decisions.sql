@@ -8,8 +8,11 @@
 -- arg_max runs only on the few items with several decisions (or a shared item_key).
 -- `__DECISIONS__` is `decisions`, or a relation of some of them (aggregates.decision_delta);
 -- `__ITEMS__` is replaced by a condition on item_key that keeps the items wanted (or by TRUE);
--- `__DEC__` by MATERIALIZED when that condition keeps a small share of the decisions (a chunk's:
--- read from the lake once instead of twice), else by NOT MATERIALIZED (streamed twice).
+-- given disjoint conditions, `dec` reads the decisions once per condition, a UNION ALL of
+-- this SELECT (`aggregates._with_latest`: the lake's statistics then skip files per part);
+-- `__DEC__` by MATERIALIZED when that condition keeps a small share of the decisions found by a
+-- semi-join (read from the lake once instead of twice), else by NOT MATERIALIZED (streamed
+-- twice: decisions found by their days skip the other days' files on each read).
 -- Parameters: $feature.
 dec AS __DEC__ (
   SELECT item_key, item_id, human_label, action, decided_at, decision_id

