@@ -15,7 +15,8 @@ this tree's, also for the base's runs).
 
 For scripts that take `--reps` and `--name` and prepare nothing both trees would share
 (bench_evaluate.py, bench_ingest.py). Not bench_incremental.py: its prepared lake holds a day cache
-of one revision's layout; its incremental / full ratio is measured side by side within one run.
+of one revision's layout; its incremental / full ratio is measured side by side within one run, and
+two revisions of the same layouts by ab_incremental.py.
 """
 
 from __future__ import annotations
