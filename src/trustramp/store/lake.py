@@ -198,22 +198,6 @@ class StagedSource:
     dirty: frozenset[tuple[str, dt.date]] = frozenset()
 
 
-def commit_source(
-    home: Home,
-    src: str,
-    kind: Kind,
-    staged_parts: Path | None,
-    staged_quarantine: Path | None,
-    staged_log: Path,
-    *,
-    dirty: Iterable[tuple[str, dt.date]] = (),
-    crash_hook: Callable[[], None] | None = None,
-) -> None:
-    """Move a source's staged files into place; the commit record goes last."""
-    staged = StagedSource(src, kind, staged_parts, staged_quarantine, staged_log, frozenset(dirty))
-    commit_sources(home, [staged], crash_hook=crash_hook)
-
-
 def commit_sources(
     home: Home,
     sources: Sequence[StagedSource],
@@ -625,7 +609,6 @@ __all__ = [
     "StagedSource",
     "attach_views",
     "comment_views",
-    "commit_source",
     "commit_sources",
     "open_catalog",
     "reader",
