@@ -24,11 +24,9 @@ from trustramp.decide.thresholds.grid import (
 )
 from trustramp.decide.thresholds.plan import (
     ThresholdRecommendation,
-    _assemble,
     _check_min_labels,
     _check_routing,
     _days,
-    _plan,
     _population,
 )
 from trustramp.decide.thresholds.progression import _staged
@@ -143,19 +141,16 @@ def recommend_by_group(
             )
             for b in BANDS
         }
-        context = {
-            "delta": routing.delta,
-            "current": current,
-            "days": days,
-            "level": confidence_level,
-            "population": pop,
-            "group": f"{by} = {value}",
-            "min_labels": min_labels,
-        }
-        if stage is None:
-            plan = _plan(one, routing.targets, routing.delta, min_labels=min_labels)
-            out[str(value)] = _assemble(one, plan, stage=None, **context)  # type: ignore[arg-type]
-        else:
-            targets = {b: routing.targets.get(b) for b in BANDS}
-            out[str(value)] = _staged(one, targets, Stage(stage), **context)  # type: ignore[arg-type]
+        out[str(value)] = _staged(
+            one,
+            routing.targets,
+            None if stage is None else Stage(stage),
+            current=current,
+            delta=routing.delta,
+            days=days,
+            level=confidence_level,
+            population=pop,
+            group=f"{by} = {value}",
+            min_labels=min_labels,
+        )
     return GroupRecommendation(by=by, by_group=out, omitted=omitted, min_labels=int(min_labels))

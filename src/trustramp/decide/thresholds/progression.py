@@ -121,7 +121,7 @@ def apply_progression(
 def _staged(
     cells: _Cells,
     targets: Mapping[str, float | None],
-    stage: Stage,
+    stage: Stage | None,
     *,
     current: Mapping[str, float | None],
     floors: Mapping[str, float | None] | None = None,
@@ -134,8 +134,8 @@ def _staged(
     min_labels: int,
 ) -> ThresholdRecommendation:
     """The recommendation of a stage planned from the cells (`apply_progression`'s work, also
-    `recommend_by_group`'s with a ``stage``: one plan per group instead of an unstaged one
-    planned, assembled and planned again)."""
+    `recommend_by_group`'s: one plan per group instead of an unstaged one planned, assembled and
+    planned again). Stage None: the certified thresholds, unstaged."""
     closed: dict[str, str] = {}
     use_floors: dict[str, float | None] = {}
     why = ""
