@@ -498,8 +498,9 @@ def decision_delta(
     are read from the lake once, for both passes and both kinds of days."""
     engine = as_engine(con)
     days = sorted(days)
-    gated = [d for d in days if d in set(gate)]
-    plain = [d for d in days if d not in set(gate)]
+    wanted = set(gate)
+    gated = [d for d in days if d in wanted]
+    plain = [d for d in days if d not in wanted]
     p = _stage1_params(
         feature, days[0], days[-1], days, bins=bins, grid_step=grid_step, seed=seed
     ) | {"sources": sources}
@@ -724,10 +725,10 @@ def _chunk_frames(
         shadow = f"WITH joined AS (\n{joined}\n)\n{_with_latest(sql('shadow'))}"
         with engine.held("joined", shadow, _bound(shadow, p)):
             for name, query_name in JOINED_FRAMES.items():
-                query = _with_latest(sql(query_name))
                 if name == "cells":
-                    pass
-                elif name == "classwise" and not probs:
+                    continue  # streamed above
+                query = _with_latest(sql(query_name))
+                if name == "classwise" and not probs:
                     out[name] = empty_gate("classwise")
                 elif name == "paired":
                     versions = sorted(set(out["cells"]["model_version"].dropna()))
